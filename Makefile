@@ -1,0 +1,118 @@
+# dialogsmith: every stage is a make target. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+STAMP := $(VENV)/.installed-stamp
+
+# Where the demo and the per-stage targets read and write (override on the command line).
+DATA ?= data/demo
+DUMPS ?= $(DATA)/dumps
+OUT ?=
+SEED ?= 1234
+SAMPLE_COMMENTS ?= 20000
+PROFILE ?= default
+SPARK_MASTER ?= spark://localhost:7077
+JOBS_ARGS ?=
+
+.PHONY: help setup java-check sample extract instances filter dialogpt-tsv tokenize train chat eval metrics \
+        demo test bench lint format dist submit-extract submit-filter submit-tokenize clean
+
+help:
+	@echo "make demo    - set up, generate a sample dump, run every stage on it, print a report"
+	@echo "make test    - set up and run the test suite"
+	@echo "make setup   - create $(VENV) with the package and dev tools (idempotent)"
+	@echo "make sample  - synthetic Pushshift-style dumps into DUMPS=$(DUMPS)"
+	@echo "make extract DUMPS=<dir> OUT=<dir>   - ingest dumps to Parquet (comments, submissions, quarantine, stats.json)"
+	@echo "make instances IN=<extract dir> OUT=<dir> PROFILE=default|dialogpt"
+	@echo "make filter IN=<instances dir> OUT=<dir> PROFILE=default|paper|dialogpt"
+	@echo "make dialogpt-tsv DUMPS=<dir> OUT=<dir> FLAGS='--min_score 1 ...'  - drop-in for the released extractor"
+	@echo "make tokenize IN=<filter dir> OUT=<dir>"
+	@echo "make train DATA_DIR=<shards dir> OUT=<dir>"
+	@echo "make chat MODEL=<dir>;  make eval MODEL=<dir>;  make metrics HYP=<file> REFS='<file> ...'"
+	@echo "make bench | lint | dist | submit-extract | submit-filter | submit-tokenize"
+
+java-check:
+	@if ! command -v java >/dev/null 2>&1; then \
+	  echo "Java 17+ is required by pyspark and was not found."; \
+	  echo "  Debian/Ubuntu: sudo apt-get install -y openjdk-17-jre-headless"; \
+	  echo "  macOS:         brew install openjdk@17"; \
+	  exit 1; \
+	fi; \
+	v=$$(java -version 2>&1 | head -1 | sed -E 's/.*version "([0-9]+).*/\1/'); \
+	if [ "$$v" -lt 17 ] 2>/dev/null; then \
+	  echo "Java $$v found; pyspark 4 needs Java 17+ (Debian/Ubuntu: sudo apt-get install -y openjdk-17-jre-headless)"; \
+	  exit 1; \
+	fi
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
+	@touch $@
+
+setup: java-check $(STAMP)
+
+sample: setup
+	$(PY) -m dialogsmith.synth --out $(DUMPS) --seed $(SEED) --comments $(SAMPLE_COMMENTS)
+
+extract: setup
+	@test -n "$(OUT)" || { echo "usage: make extract DUMPS=<dir> OUT=<dir>"; exit 2; }
+	$(PY) extract/ingest.py --input $(DUMPS) --output $(OUT) $(JOBS_ARGS)
+
+instances: setup
+	@test -n "$(IN)" -a -n "$(OUT)" || { echo "usage: make instances IN=<extract dir> OUT=<dir> [PROFILE=default|dialogpt]"; exit 2; }
+	$(PY) extract/conversations.py --input $(IN) --output $(OUT) --profile $(PROFILE) $(JOBS_ARGS)
+
+filter: setup
+	@test -n "$(IN)" -a -n "$(OUT)" || { echo "usage: make filter IN=<instances dir> OUT=<dir> [PROFILE=default|paper|dialogpt]"; exit 2; }
+	$(PY) filter/filter.py --input $(IN) --output $(OUT) --profile $(PROFILE) $(JOBS_ARGS)
+
+dialogpt-tsv: setup
+	@test -n "$(OUT)" || { echo "usage: make dialogpt-tsv DUMPS=<dir> OUT=<dir> FLAGS='<released extractor flags>'"; exit 2; }
+	$(PY) filter/dialogpt_tsv.py --dumps $(DUMPS) --output $(OUT) $(FLAGS)
+
+tokenize: setup
+	@test -n "$(IN)" -a -n "$(OUT)" || { echo "usage: make tokenize IN=<filter dir> OUT=<dir> [TOKENIZER=gpt2|<dir>]"; exit 2; }
+	$(PY) tokenize/tokenize_shards.py --input $(IN) --output $(OUT) $(if $(TOKENIZER),--tokenizer $(TOKENIZER)) $(JOBS_ARGS)
+
+train: setup
+	@test -n "$(DATA_DIR)" -a -n "$(OUT)" || { echo "usage: make train DATA_DIR=<shards dir> OUT=<dir> [TRAIN_ARGS=...]"; exit 2; }
+	$(PY) train/train.py --data $(DATA_DIR) --out $(OUT) $(TRAIN_ARGS)
+
+chat: setup
+	@test -n "$(MODEL)" || { echo "usage: make chat MODEL=<dir> [CHAT_ARGS=...]"; exit 2; }
+	$(PY) train/chat.py --model $(MODEL) $(CHAT_ARGS)
+
+metrics: setup
+	@test -n "$(HYP)" -a -n "$(REFS)" || { echo "usage: make metrics HYP=<file> REFS='<file> <file> ...'"; exit 2; }
+	$(PY) -m dialogsmith.metrics --hyp $(HYP) --refs $(REFS) $(if $(METEOR_JAR),--meteor-jar $(METEOR_JAR))
+
+eval: setup
+	@test -n "$(MODEL)" || { echo "usage: make eval MODEL=<dir> [EVAL_ARGS=...]"; exit 2; }
+	$(PY) train/evaluate.py --model $(MODEL) $(EVAL_ARGS)
+
+demo: setup
+	$(PY) -m dialogsmith.demo --data $(DATA) --seed $(SEED) --comments $(SAMPLE_COMMENTS)
+
+test: setup
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+bench: setup
+	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+lint: setup
+	$(BIN)/ruff check src tests benchmarks extract filter tokenize train
+	$(BIN)/ruff format --check src tests benchmarks extract filter tokenize train
+
+format: setup
+	$(BIN)/ruff format src tests benchmarks extract filter tokenize train
+	$(BIN)/ruff check --fix src tests benchmarks extract filter tokenize train
+
+dist: setup
+	rm -rf dist && $(BIN)/pip wheel -q --no-deps -w dist .
+
+clean:
+	rm -rf data/demo dist build .pytest_cache
