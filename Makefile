@@ -114,5 +114,36 @@ format: setup
 dist: setup
 	rm -rf dist && $(BIN)/pip wheel -q --no-deps -w dist .
 
+# spark-submit of the stages to SPARK_MASTER with the wheel shipped to executors (docs/cluster.md).
+# `python -m dialogsmith.cluster serve` starts a master (spark://localhost:7077) + worker to try them.
+# The wheel goes to --py-files under a .zip name (PySpark puts only .zip/.egg on executors' sys.path).
+# SUBMIT_PYTHON: the executors' interpreter (default: this venv's; on a real cluster, the nodes' one).
+# SUBMIT_ARGS: extra spark-submit flags (--deploy-mode, --conf spark.executor.memory=8g, ...).
+.PHONY: submit-instances
+SPARK_HOME ?= $(shell $(PY) -m dialogsmith.cluster spark-home 2>/dev/null)
+SUBMIT_PYTHON ?= $(abspath $(PY))
+SUBMIT_ARGS ?=
+SUBMIT_LOG_LEVEL ?= WARN
+SPARK_SUBMIT = $(SPARK_HOME)/bin/spark-submit --master $(SPARK_MASTER) \
+  --py-files $$($(PY) -m dialogsmith.cluster package --dist dist) \
+  --conf spark.pyspark.python=$(SUBMIT_PYTHON) --conf spark.pyspark.driver.python=$(abspath $(PY)) \
+  --conf spark.log.level=$(SUBMIT_LOG_LEVEL) $(SUBMIT_ARGS)
+
+submit-extract: dist
+	@test -n "$(OUT)" || { echo "usage: make submit-extract DUMPS=<dir> OUT=<dir> [SPARK_MASTER=spark://host:7077]"; exit 2; }
+	$(SPARK_SUBMIT) extract/ingest.py --input $(DUMPS) --output $(OUT) $(JOBS_ARGS)
+
+submit-instances: dist
+	@test -n "$(IN)" -a -n "$(OUT)" || { echo "usage: make submit-instances IN=<extract dir> OUT=<dir> [PROFILE=default|dialogpt]"; exit 2; }
+	$(SPARK_SUBMIT) extract/conversations.py --input $(IN) --output $(OUT) --profile $(PROFILE) $(JOBS_ARGS)
+
+submit-filter: dist
+	@test -n "$(IN)" -a -n "$(OUT)" || { echo "usage: make submit-filter IN=<instances dir> OUT=<dir> [PROFILE=default|paper|dialogpt]"; exit 2; }
+	$(SPARK_SUBMIT) filter/filter.py --input $(IN) --output $(OUT) --profile $(PROFILE) $(JOBS_ARGS)
+
+submit-tokenize: dist
+	@test -n "$(IN)" -a -n "$(OUT)" || { echo "usage: make submit-tokenize IN=<filter dir> OUT=<dir> [TOKENIZER=gpt2|<dir>]"; exit 2; }
+	$(SPARK_SUBMIT) tokenize/tokenize_shards.py --input $(IN) --output $(OUT) $(if $(TOKENIZER),--tokenizer $(TOKENIZER)) $(JOBS_ARGS)
+
 clean:
 	rm -rf data/demo dist build .pytest_cache

@@ -35,3 +35,13 @@ def gpt2_dir(shared_dir) -> Path:
     if not (path / "vocab.json").exists():
         pytest.skip("../shared/gpt2 is absent")
     return path
+
+
+@pytest.fixture(scope="session")
+def demo_outputs(tmp_path_factory, spark) -> Path:
+    """The demo pipeline (dialogsmith.demo) run once per test session on a tiny sample; its DATA dir."""
+    from dialogsmith.demo import DemoConfig, run_demo
+
+    data = tmp_path_factory.mktemp("demo")
+    run_demo(DemoConfig.tiny(data))
+    return data

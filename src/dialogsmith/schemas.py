@@ -109,7 +109,9 @@ DROPPED = INSTANCES.append(pa.field("reason", pa.string()))
 
 
 def with_metadata(schema: pa.Schema, name: str, version: int) -> pa.Schema:
-    return schema.with_metadata({b"dialogsmith.schema": name.encode(), b"dialogsmith.schema_version": str(version).encode()})
+    return schema.with_metadata(
+        {b"dialogsmith.schema": name.encode(), b"dialogsmith.schema_version": str(version).encode()}
+    )
 
 
 def check_schema_metadata(schema: pa.Schema, name: str, version: int, where: str) -> None:

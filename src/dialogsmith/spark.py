@@ -31,7 +31,9 @@ def under_spark_submit() -> bool:
     return "PYSPARK_GATEWAY_PORT" in os.environ
 
 
-def get_spark(app_name: str = "dialogsmith", master: str | None = None, conf: dict | None = None) -> SparkSession:
+def get_spark(
+    app_name: str = "dialogsmith", master: str | None = None, conf: dict | None = None
+) -> SparkSession:
     active = SparkSession.getActiveSession()
     if active is not None:
         return active
@@ -43,6 +45,8 @@ def get_spark(app_name: str = "dialogsmith", master: str | None = None, conf: di
         # Executors run the same interpreter as the driver (the project's virtualenv).
         builder = builder.config("spark.pyspark.python", sys.executable)
         builder = builder.config("spark.pyspark.driver.python", sys.executable)
+        # pyspark's RDD API (SparkContext.pythonExec) reads only this variable, not spark.pyspark.python.
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     for key, value in {**_DEFAULT_CONF, **(conf or {})}.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()

@@ -49,13 +49,18 @@ class StageStats:
     def balance(self) -> int:
         """rows_in minus everything accounted for; 0 when the counts add up."""
         return self.rows_in - (
-            self.rows_out + sum(self.dropped.values()) + sum(self.quarantined.values()) + sum(self.merged.values())
+            self.rows_out
+            + sum(self.dropped.values())
+            + sum(self.quarantined.values())
+            + sum(self.merged.values())
         )
 
     def check(self) -> StageStats:
         gap = self.balance()
         if gap != 0:
-            raise StatsMismatch(f"{self.stage}: counts do not add up (rows_in - accounted = {gap}): {self.to_dict()}")
+            raise StatsMismatch(
+                f"{self.stage}: counts do not add up (rows_in - accounted = {gap}): {self.to_dict()}"
+            )
         return self
 
     def to_dict(self) -> dict:

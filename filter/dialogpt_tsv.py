@@ -1,0 +1,9 @@
+"""Entry point: `python filter/dialogpt_tsv.py --dumps <dir> --output <dir> [released extractor flags]`.
+
+Drop-in for DialoGPT's reddit extractor (see docs/filter.md); logic in dialogsmith.filter.dialogpt_tsv.
+"""
+
+from dialogsmith.filter.dialogpt_tsv import main
+
+if __name__ == "__main__":
+    main()

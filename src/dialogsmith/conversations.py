@@ -1,0 +1,881 @@
+"""Conversation building: comment trees -> multi-turn dialogue instances (extract, part 2).
+
+Input: the ingest output, ``IN/comments/bucket=<k>/*.parquet`` and ``IN/submissions/bucket=<k>/*.parquet``
+(every thread and its submission in one bucket). Output: ``OUT/instances/part-*.parquet`` (schema
+``INSTANCES``), ``OUT/stats.json``, ``OUT/_SUCCESS``.
+
+Every kept comment is a candidate target; its instance is the path walked up from it through its
+parents (at most ``max_depth`` comments, oldest turn first), optionally topped by the submission title.
+
+Two profiles:
+- ``default``: a thread is every comment sharing a ``link_id`` across all months given (late replies
+  join their thread); ``[removed]`` is treated like ``[deleted]``; a light normalization (below);
+  parent cycles are detected and dropped as ``parent_cycle``.
+- ``dialogpt``: the released DialoGPT extractor rule for rule (``../shared/specs/dialogpt-extractor.md``):
+  one month at a time, its extract-time drops, DialoGPT key files, its walk, its normalizations, its
+  turn weights. The clean checks (conv step 11) belong to the filter stage.
+
+Accounting (``stats.json``): ``rows_in`` = comments read; every comment is either dropped at extract
+time (``deleted``, ``quote``, ``too_few_tokens`` ...), or is a candidate target (``extra.candidates``)
+that becomes an instance (``rows_out``) or is dropped with a target reason (``not_leaf``, ``low_score``,
+``too_shallow`` ...). ``extra.extract_reasons`` / ``extra.target_reasons`` say which reason is which.
+
+Parallelism and memory: one Spark task per (bucket, shard). A bucket whose comment count exceeds
+``rows_per_task`` is split into several shards: each shard task loads the bucket's parent map (bounded
+by the bucket, not by the job) and builds the instances of every n-th candidate target, so a giant
+thread is spread over several tasks instead of serializing the job. Building is O(targets x depth)
+with an index-based parent map; instances are streamed to Parquet in batches. Each comment is
+normalized at most once per task (lazily, when a walk first touches it). Tasks read and write Parquet
+with pyarrow and return only small stats dicts to the driver (no JVM row conversion).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import html
+import math
+import re
+import sys
+from dataclasses import asdict, dataclass, field
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from dialogsmith import fsutil
+from dialogsmith.schemas import (
+    COMMENTS,
+    COMMENTS_VERSION,
+    INSTANCES,
+    INSTANCES_VERSION,
+    SUBMISSIONS,
+    SUBMISSIONS_VERSION,
+    check_schema_metadata,
+    with_metadata,
+)
+from dialogsmith.stats import StageStats, Timer
+
+PROFILES = ("default", "dialogpt")
+
+# Defaults per profile (dialogpt: the released Makefile's values).
+PROFILE_DEFAULTS = {
+    "default": dict(min_score=None, min_depth=2, max_depth=5, use_title=False, leaves_only=False, max_len=30),
+    "dialogpt": dict(min_score=1, min_depth=2, max_depth=5, use_title=False, leaves_only=True, max_len=30),
+}
+
+EXTRACT_REASONS = (
+    "missing_body",  # null body
+    "keys_not_dep",  # dialogpt with --keys: no "dep" line for the comment
+    "deleted",  # body "[deleted]" (default profile: also "[removed]")
+    "quote",  # dialogpt: body contains ">" or "&gt;"
+    "submission_not_kept",  # dialogpt: link_id not among the month's submissions with num_comments >= 2
+    "too_few_tokens",  # dialogpt: fewer than 2 whitespace tokens after minimal normalization
+    "empty",  # default: nothing left after normalization (e.g. a comment that is only a quote)
+)
+TARGET_REASONS = (
+    "not_in_keys",  # dialogpt with --keys: no "keep" line for the target
+    "not_leaf",  # leaves_only: a kept comment replies to the target
+    "missing_submission",  # dialogpt: the thread's submission is not readable (subreddit/title needed)
+    "blocked_subreddit",
+    "low_score",  # score (None counts as 0) < min_score
+    "target_too_long",  # the target itself has more than max_len words: no turns at all
+    "parent_cycle",  # default: the parent chain loops (self-parent or cycle)
+    "too_shallow",  # fewer than min_depth turns
+)
+
+_PARENT_MISSING = -1
+_PARENT_SUBMISSION = -2
+TITLE = -1  # marker in a turn path for the title turn
+
+_COMMENT_COLUMNS = [
+    "id",
+    "link_id",
+    "parent_id",
+    "author",
+    "subreddit",
+    "body",
+    "score",
+    "created_utc",
+    "month",
+]
+_SUBMISSION_COLUMNS = ["id", "link_id", "title", "num_comments", "permalink", "month", "source", "line"]
+_BATCH_ROWS = 20_000
+
+
+@dataclass
+class BuildConfig:
+    profile: str = "default"
+    min_score: int | None = None
+    min_depth: int = 2
+    max_depth: int = 5
+    use_title: bool = False
+    leaves_only: bool = False
+    max_len: int | None = 30  # words per turn; None or 0: no limit
+    clean: bool = True  # dialogpt: the filter applies the clean checks (weights go into the text)
+    bl_words: str | None = None
+    bl_subreddits: str | None = None
+    keys: str | None = None
+    months: list[str] | None = None
+    rows_per_task: int = 250_000
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def weights_in_text(self) -> bool:
+        return self.profile == "dialogpt" and self.leaves_only and self.clean
+
+    def validate(self) -> BuildConfig:
+        if self.profile not in PROFILES:
+            raise ValueError(f"unknown profile {self.profile!r}; choose one of {', '.join(PROFILES)}")
+        if self.max_depth < 0 or self.min_depth < 0:
+            raise ValueError("--max_depth and --min_depth must be >= 0")
+        if self.min_depth < 1:
+            raise ValueError("--min_depth must be >= 1 (an instance needs at least its target)")
+        if self.keys and self.profile != "dialogpt":
+            raise ValueError("--keys (DialoGPT key files) only applies to --profile dialogpt")
+        if self.rows_per_task < 1:
+            raise ValueError("--rows_per_task must be >= 1")
+        for flag, path in (
+            ("--bl_words", self.bl_words),
+            ("--bl_subreddits", self.bl_subreddits),
+            ("--keys", self.keys),
+        ):
+            if path and not fsutil.exists(path):
+                raise FileNotFoundError(f"{flag} {path}: not found")
+        return self
+
+
+# --- pure tree functions ----------------------------------------------------------------------
+
+
+def parent_indices(
+    ids: list[str], parent_ids: list[str | None], link_ids: list[str] | None = None
+) -> list[int]:
+    """Index of each comment's parent among ``ids`` (``t1_`` prefixed parent ids), or a marker.
+
+    ``_PARENT_SUBMISSION`` when the parent is a submission (``t3_``), ``_PARENT_MISSING`` when the
+    parent is not among the comments (deleted, filtered, never dumped) or, with ``link_ids``, belongs
+    to another thread. Self-parents and cycles are kept as they are: ``walk_up`` is bounded and detects them.
+    """
+    index = {"t1_" + cid: i for i, cid in enumerate(ids)}
+    out = []
+    for i, pid in enumerate(parent_ids):
+        if pid is None:
+            out.append(_PARENT_MISSING)
+        elif pid.startswith("t3_"):
+            out.append(_PARENT_SUBMISSION)
+        else:
+            j = index.get(pid, _PARENT_MISSING)
+            if link_ids is not None and j >= 0 and link_ids[j] != link_ids[i]:
+                j = _PARENT_MISSING
+            out.append(j)
+    return out
+
+
+def walk_up(
+    target: int,
+    parent: list[int],
+    over_long: list[bool] | None,
+    max_depth: int,
+    use_title: bool,
+    detect_cycles: bool,
+) -> tuple[list[int], bool]:
+    """Turn path of ``target``, oldest first (``TITLE`` for the title turn), and whether a cycle was hit.
+
+    The released extractor's walk, iteratively: at most ``max_depth`` comments; an over-long comment
+    is left out together with everything above it; a missing parent ends the context; with
+    ``use_title`` the title tops the path when the walk reaches a top-level comment (beyond the
+    ``max_depth`` budget). With ``detect_cycles`` a comment met twice stops the walk and reports a
+    cycle; without it (dialogpt) a cycle repeats turns, as the released recursion does.
+    """
+    path: list[int] = []
+    c = target
+    depth = max_depth
+    while depth > 0:
+        if over_long is not None and over_long[c]:
+            break
+        if detect_cycles and c in path:
+            path.reverse()
+            return path, True
+        path.append(c)
+        p = parent[c]
+        if p == _PARENT_SUBMISSION:
+            if use_title:
+                path.append(TITLE)
+            break
+        if p < 0:
+            break
+        c = p
+        depth -= 1
+    path.reverse()
+    return path, False
+
+
+def leaf_flags(ids: list[str], parent_ids: list[str | None]) -> list[bool]:
+    """True for comments no comment in the list replies to."""
+    parents = set(parent_ids)
+    return ["t1_" + cid not in parents for cid in ids]
+
+
+# --- normalizations -------------------------------------------------------------------------------
+
+_MD_LINK_RE = re.compile(r"\[([^\]\n]*)\]\((?:[^()\s]|\([^()\s]*\))+\)")
+
+
+def light_normalize(body: str) -> str:
+    """Default profile: HTML entities unescaped once, quoted lines removed, markdown links reduced to
+    their text, whitespace collapsed. No character stripping, no tokenization."""
+    text = html.unescape(body)
+    if ">" in text:
+        text = "\n".join(line for line in text.split("\n") if not line.lstrip().startswith(">"))
+    if "](" in text:
+        text = _MD_LINK_RE.sub(r"\1", text)
+    return " ".join(text.split())
+
+
+# --- reading one bucket ------------------------------------------------------------------------------
+
+
+def _read_tables(
+    files: list[str], columns: list[str], schema: pa.Schema, name: str, version: int
+) -> pa.Table:
+    tables = []
+    for uri in files:
+        fs, path = fsutil.resolve(uri)
+        pf = pq.ParquetFile(path, filesystem=fs)
+        check_schema_metadata(pf.schema_arrow, name, version, uri)
+        tables.append(pf.read(columns=columns))
+    if not tables:
+        return pa.table({c: pa.array([], type=schema.field(c).type) for c in columns})
+    return pa.concat_tables(tables)
+
+
+def _bucket_files(input_dir: str, table: str, bucket: str) -> list[str]:
+    return fsutil.list_files(fsutil.join(input_dir, table, bucket), ".parquet")
+
+
+def list_buckets(input_dir: str) -> list[tuple[str, int]]:
+    """``(bucket directory name, comment rows)`` for every bucket with comments (rows from Parquet footers)."""
+    root = fsutil.join(input_dir, "comments")
+    if not fsutil.exists(root):
+        raise FileNotFoundError(
+            f"{input_dir}: no comments/ directory (expected the ingest output: comments/bucket=<k>/)"
+        )
+    rows: dict[str, int] = {}
+    for uri in fsutil.list_files(root, ".parquet"):
+        parts = uri.replace("\\", "/").split("/")
+        bucket = next((p for p in reversed(parts[:-1]) if p.startswith("bucket=")), None)
+        if bucket is None:
+            raise ValueError(f"{uri}: not under a bucket=<k> directory")
+        fs, path = fsutil.resolve(uri)
+        rows[bucket] = rows.get(bucket, 0) + pq.ParquetFile(path, filesystem=fs).metadata.num_rows
+    return sorted(rows.items(), key=lambda kv: kv[0])
+
+
+# --- building ----------------------------------------------------------------------------------------
+
+
+class _Writer:
+    """Streams instances of one task into one Parquet file, in batches."""
+
+    def __init__(self, out_dir: str, name: str, schema: pa.Schema):
+        self.uri = fsutil.join(out_dir, name)
+        self.schema = schema
+        self.cols: dict[str, list] = {f.name: [] for f in schema}
+        self.rows = 0
+        self._writer = None
+
+    def add(self, row: dict) -> None:
+        for k, v in row.items():
+            self.cols[k].append(v)
+        self.rows += 1
+        if len(self.cols["instance_id"]) >= _BATCH_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.cols["instance_id"]:
+            return
+        table = pa.Table.from_pydict(self.cols, schema=self.schema)
+        if self._writer is None:
+            fs, path = fsutil.resolve(self.uri)
+            fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+            self._writer = pq.ParquetWriter(path, self.schema, filesystem=fs, compression="zstd")
+        self._writer.write_table(table)
+        self.cols = {f.name: [] for f in self.schema}
+
+    def _write_empty(self) -> None:
+        fs, path = fsutil.resolve(self.uri)
+        pq.write_table(self.schema.empty_table(), path, filesystem=fs)
+
+    def close(self) -> None:
+        self.flush()
+        if self._writer is not None:
+            self._writer.close()
+
+
+class _Texts:
+    """Per-task cache: each comment's (and title's) normalized text and weight, computed once."""
+
+    def __init__(self, normalize, blocklist, discard_hashes):
+        self.normalize = normalize
+        self.blocklist = blocklist
+        self.discard = discard_hashes
+        self.text: dict[int, str] = {}
+        self.weight: dict[int, float] = {}
+
+    def get(self, key: int, source: str) -> tuple[str, float]:
+        t = self.text.get(key)
+        if t is None:
+            t = self.normalize(source)
+            self.text[key] = t
+            w = 1.0
+            if self.blocklist is not None and self.blocklist.contains(t):
+                w = 0.0
+            elif self.discard and hashlib.sha224(t.encode("utf-8")).hexdigest() in self.discard:
+                w = 0.0
+            self.weight[key] = w
+        return t, self.weight[key]
+
+
+def _count(counter: dict, reason: str, n: int = 1) -> None:
+    if n:
+        counter[reason] = counter.get(reason, 0) + n
+
+
+def _load_lists(cfg: BuildConfig):
+    from dialogsmith.text.blocklist import Blocklist, read_subreddit_list
+
+    bl_words = Blocklist.from_file(cfg.bl_words) if cfg.bl_words else None
+    bl_subs = read_subreddit_list(cfg.bl_subreddits) if cfg.bl_subreddits else None
+    return bl_words, bl_subs
+
+
+def build_task(task: dict) -> dict:
+    """One Spark task: one shard of one bucket. Returns a small stats dict."""
+    cfg = BuildConfig(**task["config"])
+    stats = StageStats(stage="instances")
+    extra = {"candidates": 0, "submissions_read": 0, "submissions_kept": 0}
+    comments = _read_tables(
+        _bucket_files(task["input"], "comments", task["bucket"]),
+        _COMMENT_COLUMNS,
+        COMMENTS,
+        "comments",
+        COMMENTS_VERSION,
+    )
+    if cfg.months:
+        comments = comments.filter(pc.is_in(comments["month"], pa.array(cfg.months, pa.string())))
+    need_submissions = cfg.profile == "dialogpt" or cfg.use_title
+    submissions = None
+    if need_submissions:
+        submissions = _read_tables(
+            _bucket_files(task["input"], "submissions", task["bucket"]),
+            _SUBMISSION_COLUMNS,
+            SUBMISSIONS,
+            "submissions",
+            SUBMISSIONS_VERSION,
+        )
+        if cfg.months:
+            submissions = submissions.filter(
+                pc.is_in(submissions["month"], pa.array(cfg.months, pa.string()))
+            )
+    writer = _Writer(
+        task["out_dir"],
+        f"part-{task['bucket'].split('=', 1)[1]}-{task['shard']:04d}.parquet",
+        with_metadata(INSTANCES, "instances", INSTANCES_VERSION),
+    )
+    bl_words, bl_subs = _load_lists(cfg)
+    try:
+        if cfg.profile == "dialogpt":
+            months = sorted(set(comments["month"].to_pylist()) | set(submissions["month"].to_pylist()))
+            months = [m for m in months if m is not None]
+            for month in months:
+                _build_dialogpt_month(
+                    cfg, task, month, comments, submissions, bl_words, bl_subs, writer, stats, extra
+                )
+        else:
+            _build_default(cfg, task, comments, submissions, bl_words, bl_subs, writer, stats, extra)
+    finally:
+        writer.close()
+    stats.rows_out = writer.rows
+    if task["shard"] > 0:
+        # Every shard of a bucket reads (and filters) the same comments: shard 0 alone accounts for the
+        # comments read and the extract-time drops; the others for the outcomes of their own targets.
+        stats.rows_in = 0
+        for reason in EXTRACT_REASONS:
+            stats.dropped.pop(reason, None)
+        extra["submissions_read"] = extra["submissions_kept"] = 0
+    return {"stats": stats.to_dict(), "extra": extra, "file": writer.uri if writer.rows else None}
+
+
+def _emit(
+    writer,
+    cfg,
+    path,
+    target,
+    ids,
+    links,
+    pids,
+    authors,
+    raw,
+    src,
+    texts,
+    title_key,
+    title,
+    subreddit,
+    month,
+    score,
+    created,
+):
+    """Write one instance. ``raw``: texts as in the dump; ``src``: what the profile's normalization takes;
+    ``title``: (raw title, title source) when the path starts with the title turn."""
+    turn_ids, turn_authors, turns_raw, turns, weights = [], [], [], [], []
+    for k in path:
+        if k == TITLE:
+            t, w = texts.get(title_key, "title: " + title[1])
+            turn_ids.append(links[target])
+            turn_authors.append(None)
+            turns_raw.append("title: " + title[0])
+        else:
+            t, w = texts.get(k, src[k])
+            turn_ids.append("t1_" + ids[k])
+            turn_authors.append(authors[k])
+            turns_raw.append(raw[k])
+        turns.append(t)
+        weights.append(w)
+    tid = "t1_" + ids[target]
+    writer.add(
+        {
+            "instance_id": tid,
+            "link_id": links[target],
+            "parent_id": pids[target],
+            "target_id": tid,
+            "subreddit": subreddit,
+            "month": month,
+            "target_score": score,
+            "target_created_utc": created,
+            "turn_ids": turn_ids,
+            "turn_authors": turn_authors,
+            "turns_raw": turns_raw,
+            "turns": turns,
+            "turn_weights": weights,
+            "weights_in_text": cfg.weights_in_text,
+        }
+    )
+
+
+def _build_dialogpt_month(cfg, task, month, comments, submissions, bl_words, bl_subs, writer, stats, extra):
+    from dialogsmith.dialogpt_keys import load_month_keys
+    from dialogsmith.text.dialogpt import gpt_normalize, minimal_normalize
+
+    drops = stats.dropped
+    # -- pass 1, submissions: num_comments >= 2; the title minimally normalized. Pass 2 reads them back
+    #    from TSV with the line stripped, so the title loses trailing whitespace and an empty title
+    #    makes the line unreadable (the thread stays in pass 1's id set, but has no submission).
+    subs = submissions.filter(pc.equal(submissions["month"], month))
+    extra["submissions_read"] += subs.num_rows
+    subs = subs.filter(pc.fill_null(pc.greater_equal(subs["num_comments"], 2), False))
+    subs = subs.sort_by([("source", "ascending"), ("line", "ascending")])  # a later duplicate id wins
+    kept_links: set[str] = set()
+    sub_title: dict[str, tuple[str, str]] = {}  # link_id -> (raw title, minimally normalized title)
+    sub_subreddit: dict[str, str] = {}
+    for sid, title, permalink in zip(
+        subs["id"].to_pylist(), subs["title"].to_pylist(), subs["permalink"].to_pylist(), strict=True
+    ):
+        if sid is None:
+            continue
+        link = "t3_" + sid
+        kept_links.add(link)
+        title_raw = "None" if title is None else title
+        title_n = minimal_normalize(title_raw).rstrip()
+        if not title_n:
+            sub_title.pop(link, None)
+            sub_subreddit.pop(link, None)
+            continue
+        sub_title[link] = (title_raw, title_n)
+        parts = str(permalink).split("/")
+        sub_subreddit[link] = parts[2].lower() if len(parts) > 2 else ""
+    extra["submissions_kept"] += len(kept_links)
+
+    # -- pass 1, comments (vectorized where the rule is a plain string test).
+    rc = comments.filter(pc.equal(comments["month"], month))
+    stats.rows_in += rc.num_rows
+    n0 = rc.num_rows
+    rc = rc.filter(pc.is_valid(rc["body"]))
+    _count(drops, "missing_body", n0 - rc.num_rows)
+    keys = None
+    if cfg.keys:
+        link_ids_here = set(pc.unique(rc["link_id"]).to_pylist())
+        keys = load_month_keys(cfg.keys, month, link_ids_here)
+        k = pc.binary_join_element_wise(rc["link_id"], pc.binary_join_element_wise("t1_", rc["id"], ""), "\t")
+        n = rc.num_rows
+        rc = rc.filter(pc.fill_null(pc.is_in(k, pa.array(sorted(keys.dep), pa.string())), False))
+        _count(drops, "keys_not_dep", n - rc.num_rows)
+    n = rc.num_rows
+    rc = rc.filter(pc.not_equal(rc["body"], "[deleted]"))
+    _count(drops, "deleted", n - rc.num_rows)
+    n = rc.num_rows
+    quote = pc.or_(pc.match_substring(rc["body"], ">"), pc.match_substring(rc["body"], "&gt;"))
+    rc = rc.filter(pc.invert(quote))
+    _count(drops, "quote", n - rc.num_rows)
+    n = rc.num_rows
+    rc = rc.filter(pc.fill_null(pc.is_in(rc["link_id"], pa.array(sorted(kept_links), pa.string())), False))
+    _count(drops, "submission_not_kept", n - rc.num_rows)
+
+    ids, links, pids, authors, raw_bodies, scores, created = (
+        rc[c].to_pylist() for c in ("id", "link_id", "parent_id", "author", "body", "score", "created_utc")
+    )
+    # Minimal normalization; the body is the last field of pass 1's TSV line (trailing space stripped).
+    norm = [minimal_normalize(b).rstrip() for b in raw_bodies]
+    ntok = [len(b.split()) for b in norm]
+    keep = [t >= 2 for t in ntok]
+    _count(drops, "too_few_tokens", keep.count(False))
+    if not all(keep):
+        sel = [i for i, k in enumerate(keep) if k]
+        ids, links, pids, authors, raw_bodies, scores, created, norm, ntok = (
+            [col[i] for i in sel]
+            for col in (ids, links, pids, authors, raw_bodies, scores, created, norm, ntok)
+        )
+    pids = ["None" if p is None else p for p in pids]  # str(None), as pass 1's TSV writes it
+
+    # -- pass 2: candidates are the kept comments, in the released order.
+    order = sorted(range(len(ids)), key=lambda i: (links[i], pids[i], "t1_" + ids[i]))
+    parent = parent_indices(ids, pids)
+    over_long = [t > cfg.max_len for t in ntok] if cfg.max_len else None
+    leaves = leaf_flags(ids, pids) if cfg.leaves_only else None
+    texts = _Texts(gpt_normalize, bl_words, keys.discard_hashes if keys else None)
+    title_keys: dict[str, int] = {}
+    n_shards, shard = task["n_shards"], task["shard"]
+    for pos, i in enumerate(order):
+        if pos % n_shards != shard:
+            continue
+        extra["candidates"] += 1
+        cid = "t1_" + ids[i]
+        link = links[i]
+        if keys is not None and link + "\t" + cid not in keys.keep:
+            _count(drops, "not_in_keys")
+            continue
+        if leaves is not None and not leaves[i]:
+            _count(drops, "not_leaf")
+            continue
+        subreddit = sub_subreddit.get(link, "")
+        if bl_subs is not None:
+            if not subreddit:
+                _count(drops, "missing_submission")
+                continue
+            if subreddit in bl_subs:
+                _count(drops, "blocked_subreddit")
+                continue
+        score = scores[i]
+        if (score or 0) < cfg.min_score:
+            _count(drops, "low_score")
+            continue
+        path, _ = walk_up(i, parent, over_long, cfg.max_depth, cfg.use_title, detect_cycles=False)
+        title = None
+        if path and path[0] == TITLE:
+            # The released code reads the title of the top comment's link_id (KeyError -> skipped).
+            top_link = links[path[1]]
+            title = sub_title.get(top_link)
+            if title is None:
+                _count(drops, "missing_submission")
+                continue
+            if top_link not in title_keys:
+                title_keys[top_link] = -2 - len(title_keys)  # cache keys for titles: negative, not TITLE
+        if len(path) < cfg.min_depth:
+            _count(drops, "target_too_long" if over_long is not None and over_long[i] else "too_shallow")
+            continue
+        title_key = title_keys[links[path[1]]] if title else None
+        _emit(
+            writer,
+            cfg,
+            path,
+            i,
+            ids,
+            links,
+            pids,
+            authors,
+            raw_bodies,
+            norm,
+            texts,
+            title_key,
+            title,
+            subreddit,
+            month,
+            score,
+            created[i],
+        )
+
+
+def _build_default(cfg, task, comments, submissions, bl_words, bl_subs, writer, stats, extra):
+    drops = stats.dropped
+    stats.rows_in += comments.num_rows
+    n0 = comments.num_rows
+    rc = comments.filter(pc.is_valid(comments["body"]))
+    _count(drops, "missing_body", n0 - rc.num_rows)
+    n = rc.num_rows
+    gone = pc.is_in(rc["body"], pa.array(["[deleted]", "[removed]"]))
+    rc = rc.filter(pc.invert(gone))
+    _count(drops, "deleted", n - rc.num_rows)
+    ids, links, pids, authors, raw_bodies, scores, created, months, subs = (
+        rc[c].to_pylist()
+        for c in (
+            "id",
+            "link_id",
+            "parent_id",
+            "author",
+            "body",
+            "score",
+            "created_utc",
+            "month",
+            "subreddit",
+        )
+    )
+    norm = [light_normalize(b) for b in raw_bodies]
+    keep = [bool(t) for t in norm]
+    _count(drops, "empty", keep.count(False))
+    if not all(keep):
+        sel = [i for i, k in enumerate(keep) if k]
+        ids, links, pids, authors, raw_bodies, scores, created, months, subs, norm = (
+            [col[i] for i in sel]
+            for col in (ids, links, pids, authors, raw_bodies, scores, created, months, subs, norm)
+        )
+    titles: dict[str, tuple[str, str]] = {}
+    if cfg.use_title and submissions is not None:
+        subs_t = submissions.sort_by([("month", "ascending"), ("source", "ascending"), ("line", "ascending")])
+        for sid, title in zip(subs_t["id"].to_pylist(), subs_t["title"].to_pylist(), strict=True):
+            if sid is not None and title:
+                t = light_normalize(title)
+                if t:
+                    titles["t3_" + sid] = (title, t)
+    order = sorted(range(len(ids)), key=lambda i: (links[i], pids[i] or "", ids[i]))
+    parent = parent_indices(ids, pids, links)
+    over_long = [len(t.split()) > cfg.max_len for t in norm] if cfg.max_len else None
+    leaves = leaf_flags(ids, pids) if cfg.leaves_only else None
+    texts = _Texts(lambda s: s, None, None)
+    title_keys: dict[str, int] = {}
+    n_shards, shard = task["n_shards"], task["shard"]
+    for pos, i in enumerate(order):
+        if pos % n_shards != shard:
+            continue
+        extra["candidates"] += 1
+        if leaves is not None and not leaves[i]:
+            _count(drops, "not_leaf")
+            continue
+        subreddit = (subs[i] or "").lower()
+        if bl_subs is not None and subreddit in bl_subs:
+            _count(drops, "blocked_subreddit")
+            continue
+        score = scores[i]
+        if cfg.min_score is not None and (score or 0) < cfg.min_score:
+            _count(drops, "low_score")
+            continue
+        path, cycle = walk_up(i, parent, over_long, cfg.max_depth, cfg.use_title, detect_cycles=True)
+        if cycle:
+            _count(drops, "parent_cycle")
+            continue
+        title = None
+        if path and path[0] == TITLE:
+            title = titles.get(links[i])
+            if title is None:
+                path = path[1:]  # no readable submission: no title turn
+            elif links[i] not in title_keys:
+                title_keys[links[i]] = -2 - len(title_keys)
+        if len(path) < cfg.min_depth:
+            _count(drops, "target_too_long" if over_long is not None and over_long[i] else "too_shallow")
+            continue
+        title_key = title_keys[links[i]] if title else None
+        _emit(
+            writer,
+            cfg,
+            path,
+            i,
+            ids,
+            links,
+            pids,
+            authors,
+            raw_bodies,
+            norm,
+            texts,
+            title_key,
+            title,
+            subreddit,
+            months[i],
+            score,
+            created[i],
+        )
+
+
+# --- the Spark job -------------------------------------------------------------------------------------
+
+
+def plan_tasks(input_dir: str, out_dir: str, cfg: BuildConfig) -> list[dict]:
+    """One task per bucket shard; a bucket is split into ceil(rows / rows_per_task) shards."""
+    tasks = []
+    for bucket, rows in list_buckets(input_dir):
+        n_shards = max(1, math.ceil(rows / cfg.rows_per_task))
+        for shard in range(n_shards):
+            tasks.append(
+                {
+                    "input": input_dir,
+                    "out_dir": out_dir,
+                    "bucket": bucket,
+                    "shard": shard,
+                    "n_shards": n_shards,
+                    "config": asdict(cfg),
+                }
+            )
+    return tasks
+
+
+def run(args: argparse.Namespace, input: str | None = None) -> StageStats:
+    """Build instances from ``input`` (default ``args.input``) into ``args.output``; returns the stats."""
+    from dialogsmith.spark import get_spark
+
+    timer = Timer()
+    cfg = config_from_args(args)
+    input_dir = input or args.input
+    if not fsutil.exists(input_dir):
+        raise FileNotFoundError(f"--input {input_dir}: not found")
+    spark = get_spark("dialogsmith-instances")
+    stats = StageStats(stage="instances")
+    extra_sum = {"candidates": 0, "submissions_read": 0, "submissions_kept": 0}
+    with fsutil.atomic_output_dir(args.output) as tmp:
+        out_dir = fsutil.join(tmp, "instances")
+        fsutil.makedirs(out_dir)
+        tasks = plan_tasks(input_dir, out_dir, cfg)
+        results = []
+        if tasks:
+            results = spark.sparkContext.parallelize(tasks, len(tasks)).map(build_task).collect()
+        files = 0
+        for r in results:
+            stats.add(StageStats.from_dict(r["stats"]))
+            for k, v in r["extra"].items():
+                extra_sum[k] += v
+            files += r["file"] is not None
+        if files == 0:  # keep the schema discoverable for readers of an empty output
+            _Writer(
+                out_dir, "part-empty.parquet", with_metadata(INSTANCES, "instances", INSTANCES_VERSION)
+            )._write_empty()
+        stats.seconds = timer.seconds
+        stats.extra = {
+            **extra_sum,
+            "config": asdict(cfg),
+            "tasks": len(tasks),
+            "buckets": len({t["bucket"] for t in tasks}),
+            "extract_reasons": list(EXTRACT_REASONS),
+            "target_reasons": list(TARGET_REASONS),
+        }
+        stats.check()
+        stats.write(fsutil.join(tmp, "stats.json"))
+        fsutil.write_bytes(fsutil.join(tmp, "_SUCCESS"), b"")
+    print(summary(stats), file=sys.stderr)
+    return stats
+
+
+def summary(stats: StageStats) -> str:
+    lines = [
+        f"instances: {stats.rows_in} comments read, {stats.extra.get('candidates', 0)} candidate targets, "
+        f"{stats.rows_out} instances built ({stats.seconds:.1f} s)"
+    ]
+    for reason, n in sorted(stats.dropped.items(), key=lambda kv: -kv[1]):
+        lines.append(f"  dropped {reason:<22} {n}")
+    return "\n".join(lines)
+
+
+def _int01(value: str) -> bool:
+    v = value.strip().lower()
+    if v not in ("0", "1", "true", "false"):
+        raise argparse.ArgumentTypeError(f"expected 0 or 1, got {value!r}")
+    return v in ("1", "true")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="extract/conversations.py",
+        description="Build multi-turn dialogue instances from the ingested comments/submissions "
+        "(every root-to-comment path of a thread, ending in a target comment).",
+    )
+    p.add_argument("--input", required=True, help="the ingest output directory (comments/, submissions/)")
+    p.add_argument(
+        "--output", required=True, help="output directory (instances/, stats.json); replaced atomically"
+    )
+    p.add_argument(
+        "--profile",
+        default="default",
+        choices=PROFILES,
+        help="default: whole-corpus threads, light normalization; dialogpt: the released extractor exactly",
+    )
+    g = p.add_argument_group("options (the released extractor's flag names; defaults depend on --profile)")
+    g.add_argument(
+        "--min_score",
+        type=int,
+        help="skip targets with score < N (None counts as 0) [default: none; dialogpt: 1]",
+    )
+    g.add_argument("--min_depth", type=int, help="skip instances with fewer turns [2]")
+    g.add_argument("--max_depth", type=int, help="at most N comments per instance, the last ones [5]")
+    g.add_argument("--use_title", type=_int01, help="0/1: the submission title as the first turn [0]")
+    g.add_argument(
+        "--leaves_only",
+        type=_int01,
+        help="0/1: only comments nobody replied to are targets [default 0; dialogpt 1]",
+    )
+    g.add_argument(
+        "--max_len", type=int, help="a turn with more words cuts the context there (0: no limit) [30]"
+    )
+    g.add_argument(
+        "--clean",
+        type=_int01,
+        default=True,
+        help="0/1 (dialogpt): the filter's clean checks will run, "
+        "so weights are written into the text when leaves_only is on [1]",
+    )
+    g.add_argument(
+        "--bl_words", help="word/phrase blocklist file (dialogpt: turns containing one get weight 0.0)"
+    )
+    g.add_argument(
+        "--bl_subreddits", help="subreddit blocklist file (targets in those subreddits are skipped)"
+    )
+    g.add_argument("--keys", help="dialogpt: directory with DialoGPT key files <month>.gz and <month>-o.gz")
+    p.add_argument("--months", help="comma-separated YYYY-MM months to use (default: all)")
+    p.add_argument(
+        "--rows_per_task",
+        type=int,
+        default=250_000,
+        help="split a bucket with more comments into several tasks [250000]",
+    )
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> BuildConfig:
+    profile = getattr(args, "profile", "default")
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+    values = dict(PROFILE_DEFAULTS[profile])
+    for key in values:
+        v = getattr(args, key, None)
+        if v is not None:
+            values[key] = v
+    if values["max_len"] == 0:
+        values["max_len"] = None
+    months = getattr(args, "months", None)
+    if isinstance(months, str):
+        months = [m.strip() for m in months.split(",") if m.strip()]
+    return BuildConfig(
+        profile=profile,
+        clean=bool(getattr(args, "clean", True)),
+        bl_words=getattr(args, "bl_words", None),
+        bl_subreddits=getattr(args, "bl_subreddits", None),
+        keys=getattr(args, "keys", None),
+        months=months or None,
+        rows_per_task=getattr(args, "rows_per_task", 250_000),
+        **values,
+    ).validate()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        run(args)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0

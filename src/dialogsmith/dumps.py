@@ -1,0 +1,836 @@
+"""Streaming reader of Pushshift dump files (RC_/RS_, .zst/.bz2/.xz/.gz/plain) into typed Arrow tables.
+
+Reading is split in two layers:
+
+- ``DumpReader`` decodes a file as a stream and yields *blocks*: runs of complete lines, cut at a
+  newline, about ``block_size`` decoded bytes each. A line or a multi-byte UTF-8 character split
+  across decoder reads is carried over (we only ever cut at ``\\n``, which never occurs inside a UTF-8
+  sequence). A final line without newline is kept. Memory is bounded by the block size (plus one
+  line). A truncated or corrupt file ends the stream with ``reader.error = (reason, message)``; every
+  line read before the break has been yielded.
+- ``BlockParser`` turns a block into rows of the normalized ``schemas.COMMENTS`` / ``SUBMISSIONS``
+  schema plus quarantine records. Its fast path hands the whole block to Arrow's C++ JSON reader with
+  an explicit schema (no per-line Python work); lines that the fast path cannot take (malformed,
+  mixed types, missing fields) go one by one through ``parse_line``, the reference semantics.
+
+Quarantine reasons, checked per line in this order (stable identifiers asserted by tests):
+``empty_line`` (blank line), ``bad_utf8`` (not valid UTF-8), ``bad_json`` (not parseable),
+``not_object`` (valid JSON that is not an object), ``missing_field`` (a required field absent or
+null: comments need id, link_id, parent_id, body; submissions need id, title), ``bad_type``
+(a required field that is not a string, or a typed field whose value cannot be coerced, e.g.
+``"score": "abc"`` or ``"stickied": 3``). File-level, once per file: ``truncated_file`` (the
+compressed stream ends early) and ``decode_error`` (the decoder reports corrupt data); that record
+stands for the line at which reading broke and counts as one line read.
+
+Type coercion (one schema for all eras): integer fields take ints, floats (truncated toward zero),
+numeric strings (``"1"``, ``"1.5e9"``), and null / ``"null"`` / ``""`` (-> null); booleans take
+true/false, 0/1 and the strings ``"true"``/``"false"``/``"0"``/``"1"``; ``edited`` is false/true/null
+-> null (no edit time known) or an epoch number (int, float or string) -> int. String fields take
+strings or null. Unknown fields (``_meta``, ``ups``, …) are ignored. ``body``/``title`` are kept raw.
+"""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import lzma
+import math
+import os
+import re
+import zlib
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pajson
+import zstandard
+
+from dialogsmith import fsutil, schemas
+
+COMMENTS = "comments"
+SUBMISSIONS = "submissions"
+KINDS = (COMMENTS, SUBMISSIONS)
+
+# Stable quarantine reasons.
+EMPTY_LINE = "empty_line"
+BAD_UTF8 = "bad_utf8"
+BAD_JSON = "bad_json"
+NOT_OBJECT = "not_object"
+MISSING_FIELD = "missing_field"
+BAD_TYPE = "bad_type"
+TRUNCATED_FILE = "truncated_file"
+DECODE_ERROR = "decode_error"
+LINE_REASONS = (EMPTY_LINE, BAD_UTF8, BAD_JSON, NOT_OBJECT, MISSING_FIELD, BAD_TYPE)
+FILE_REASONS = (TRUNCATED_FILE, DECODE_ERROR)
+
+HEAD_BYTES = 200
+DEFAULT_BLOCK_SIZE = 4 << 20  # decoded bytes per block; Arrow's JSON reader is fastest at a few MiB
+ZSTD_MAX_WINDOW = 2**31  # the dumps are written with --long=31
+_ZSTD_FEED = 64 << 10  # compressed bytes fed per decoder call (~0.5-1 MiB decoded at the dumps' ratio)
+
+# (field, kind): kind is str | int | bool | edited. Order = order in the output schema.
+COMMENT_FIELDS = [
+    ("id", "str"),
+    ("link_id", "str"),
+    ("parent_id", "str"),
+    ("author", "str"),
+    ("subreddit", "str"),
+    ("subreddit_id", "str"),
+    ("body", "str"),
+    ("score", "int"),
+    ("created_utc", "int"),
+    ("edited", "edited"),
+    ("gilded", "int"),
+    ("controversiality", "int"),
+    ("distinguished", "str"),
+    ("stickied", "bool"),
+]
+SUBMISSION_FIELDS = [
+    ("id", "str"),
+    ("author", "str"),
+    ("subreddit", "str"),
+    ("subreddit_id", "str"),
+    ("title", "str"),
+    ("selftext", "str"),
+    ("num_comments", "int"),
+    ("score", "int"),
+    ("created_utc", "int"),
+    ("domain", "str"),
+    ("permalink", "str"),
+    ("url", "str"),
+    ("is_self", "bool"),
+    ("over_18", "bool"),
+    ("stickied", "bool"),
+]
+FIELDS = {COMMENTS: COMMENT_FIELDS, SUBMISSIONS: SUBMISSION_FIELDS}
+REQUIRED = {COMMENTS: ("id", "link_id", "parent_id", "body"), SUBMISSIONS: ("id", "title")}
+OUTPUT_SCHEMA = {COMMENTS: schemas.COMMENTS, SUBMISSIONS: schemas.SUBMISSIONS}
+
+_NAME_RE = re.compile(r"^R([CS])_(?:v2_)?(\d{4}-\d{2})(?:\.[A-Za-z0-9.]+)?$")
+COMPRESSIONS = {".zst": "zst", ".zstd": "zst", ".bz2": "bz2", ".xz": "xz", ".gz": "gz"}
+
+
+# --- file names ---------------------------------------------------------------------------------
+
+
+def parse_dump_name(name: str) -> tuple[str | None, str | None]:
+    """(kind, month) from ``RC_2016-01.zst`` / ``RS_v2_2008-03.xz``; (None, None) for other names."""
+    m = _NAME_RE.match(os.path.basename(name))
+    if not m:
+        return None, None
+    return (COMMENTS if m.group(1) == "C" else SUBMISSIONS), m.group(2)
+
+
+def compression_of(name: str) -> str:
+    """'zst' | 'bz2' | 'xz' | 'gz' | 'plain', from the file extension."""
+    return COMPRESSIONS.get(os.path.splitext(name)[1].lower(), "plain")
+
+
+# --- decoding -----------------------------------------------------------------------------------
+
+
+class DecodeFailure(Exception):
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+def _zstd_chunks(raw) -> Iterator[bytes]:
+    """Decoded chunks of a (possibly multi-frame) zstd stream; raises DecodeFailure on a cut or bad stream."""
+    dctx = zstandard.ZstdDecompressor(max_window_size=ZSTD_MAX_WINDOW)
+    dobj = dctx.decompressobj()
+    in_frame = False
+    while True:
+        data = raw.read(_ZSTD_FEED)
+        if not data:
+            break
+        while data:
+            try:
+                out = dobj.decompress(data)
+            except zstandard.ZstdError as e:
+                raise DecodeFailure(DECODE_ERROR, f"zstd: {e}") from None
+            in_frame = True
+            if out:
+                yield out
+            if dobj.eof:  # end of one frame: the rest (if any) starts the next one
+                data = dobj.unused_data
+                dobj = dctx.decompressobj()
+                in_frame = False
+            else:
+                data = b""
+    if in_frame:
+        raise DecodeFailure(TRUNCATED_FILE, "zstd: input ended inside a frame (truncated file?)")
+
+
+def _stdlib_chunks(stream, read_size: int) -> Iterator[bytes]:
+    try:
+        while True:
+            out = stream.read(read_size)
+            if not out:
+                return
+            yield out
+    except EOFError as e:
+        raise DecodeFailure(TRUNCATED_FILE, f"{type(e).__name__}: {e}") from None
+    except (OSError, lzma.LZMAError, zlib.error, ValueError) as e:
+        raise DecodeFailure(DECODE_ERROR, f"{type(e).__name__}: {e}") from None
+
+
+def decoded_chunks(uri: str, read_size: int = 1 << 20) -> Iterator[bytes]:
+    """Decoded bytes of a dump file, chunk by chunk (sizes vary). Raises DecodeFailure on a bad stream."""
+    fs, path = fsutil.resolve(uri)
+    comp = compression_of(path)
+    with fs.open_input_stream(path, compression=None) as raw:  # no auto-decompression: we decode
+        if comp == "zst":
+            yield from _zstd_chunks(raw)
+        elif comp == "plain":
+            yield from _stdlib_chunks(raw, read_size)
+        else:
+            stream = (
+                {"bz2": bz2.BZ2File, "xz": lzma.LZMAFile}[comp](raw)
+                if comp != "gz"
+                else gzip.GzipFile(fileobj=raw)
+            )
+            with stream:
+                yield from _stdlib_chunks(stream, read_size)
+
+
+@dataclass
+class Block:
+    index: int  # 0-based block number in the file (deterministic for a given block_size)
+    first_line: int  # 1-based line number of the block's first line
+    data: bytes  # complete lines; only the file's last block may lack the final newline
+    n_lines: int
+
+
+class DumpReader:
+    """Iterate a dump file as blocks of whole lines.
+
+    Block boundaries depend only on the decoded bytes and ``block_size`` (never on how the decoder
+    happens to chunk its output), so several tasks decoding the same file agree on block indices:
+    slice ``s`` of ``k`` parses the blocks with ``index % k == s``. After iteration: ``lines`` (lines
+    seen, a final unterminated line included), ``error`` ((reason, message) or None), ``tail`` (the
+    bytes of the partial line at the break) and ``error_line`` (its 1-based number).
+    """
+
+    def __init__(self, uri: str, block_size: int = DEFAULT_BLOCK_SIZE):
+        self.uri = uri
+        self.block_size = max(1, int(block_size))
+        self.lines = 0
+        self.error: tuple[str, str] | None = None
+        self.tail = b""
+        self.error_line = 0
+
+    def __iter__(self) -> Iterator[Block]:
+        buf = bytearray()
+        index = 0
+        chunks = decoded_chunks(self.uri)
+        try:
+            for chunk in chunks:
+                buf += chunk
+                while len(buf) >= self.block_size:
+                    # cut at the last newline within the first block_size bytes, else at the first newline
+                    cut = buf.rfind(b"\n", 0, self.block_size)
+                    if cut < 0:
+                        cut = buf.find(b"\n", self.block_size)
+                        if cut < 0:
+                            break  # one line longer than a block: keep reading
+                    data = bytes(buf[: cut + 1])
+                    del buf[: cut + 1]
+                    n = data.count(b"\n")
+                    yield Block(index, self.lines + 1, data, n)
+                    self.lines += n
+                    index += 1
+        except DecodeFailure as e:
+            self.error = (e.reason, str(e))
+            # complete lines before the break are good data; the partial line is the broken one
+            cut = buf.rfind(b"\n")
+            if cut >= 0:
+                data = bytes(buf[: cut + 1])
+                n = data.count(b"\n")
+                yield Block(index, self.lines + 1, data, n)
+                self.lines += n
+                index += 1
+                del buf[: cut + 1]
+            self.tail = bytes(buf)
+            self.error_line = self.lines + 1
+            self.lines += 1  # the line at the break counts as read (and is quarantined once)
+            return
+        # end of stream: whole lines, then a final line without newline
+        while buf:
+            cut = buf.rfind(b"\n", 0, self.block_size)
+            if cut < 0:
+                cut = buf.find(b"\n", self.block_size)
+            data = bytes(buf[: cut + 1]) if cut >= 0 else bytes(buf)
+            del buf[: len(data)]
+            n = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
+            yield Block(index, self.lines + 1, data, n)
+            self.lines += n
+            index += 1
+
+
+# --- per-line reference semantics ---------------------------------------------------------------
+
+
+class Quarantined(Exception):
+    def __init__(self, reason: str, detail: str):
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+_NULL_STRINGS = {"", "null", "none"}
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
+def coerce_int(v):
+    t = type(v)
+    if t is int:
+        if _INT64_MIN <= v <= _INT64_MAX:
+            return v
+        raise ValueError("out of int64 range")
+    if v is None:
+        return None
+    if t is float:
+        if not math.isfinite(v) or not (_INT64_MIN <= v <= _INT64_MAX):
+            raise ValueError("not a finite int64")
+        return int(v)
+    if t is str:
+        s = v.strip()
+        if s.lower() in _NULL_STRINGS:
+            return None
+        try:
+            out = int(s)
+        except ValueError:
+            return coerce_int(float(s))  # "1.5e9"; float() raises ValueError on "abc"
+        return coerce_int(out)
+    raise ValueError(f"expected a number, got {t.__name__}")
+
+
+def coerce_bool(v):
+    t = type(v)
+    if t is bool or v is None:
+        return v
+    if t is int and v in (0, 1):
+        return bool(v)
+    if t is str:
+        s = v.strip().lower()
+        if s in ("true", "1"):
+            return True
+        if s in ("false", "0"):
+            return False
+        if s in _NULL_STRINGS:
+            return None
+    raise ValueError(f"expected a boolean, got {v!r:.40}")
+
+
+def coerce_edited(v):
+    if v is None or type(v) is bool:
+        return None
+    if type(v) is str and v.strip().lower() in ("false", "true", *_NULL_STRINGS):
+        return None
+    return coerce_int(v)
+
+
+def coerce_str(v):
+    if v is None or type(v) is str:
+        return v
+    raise ValueError(f"expected a string, got {type(v).__name__}")
+
+
+COERCE = {"int": coerce_int, "bool": coerce_bool, "edited": coerce_edited, "str": coerce_str}
+
+
+def sniff_kind(obj) -> str | None:
+    if isinstance(obj, dict):
+        if "parent_id" in obj:
+            return COMMENTS
+        if "title" in obj:
+            return SUBMISSIONS
+    return None
+
+
+def parse_line(line: bytes, kind: str) -> dict:
+    """One dump line -> a row dict of the kind's fields (no month/source/line); raises Quarantined."""
+    if not line.strip():
+        raise Quarantined(EMPTY_LINE, "blank line")
+    try:
+        obj = orjson.loads(line)
+    except orjson.JSONDecodeError as e:
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError as u:
+            raise Quarantined(BAD_UTF8, str(u)) from None
+        raise Quarantined(BAD_JSON, str(e)) from None
+    if type(obj) is not dict:
+        raise Quarantined(NOT_OBJECT, f"JSON {type(obj).__name__}, not an object")
+    required = REQUIRED[kind]
+    missing = [f for f in required if obj.get(f) is None]
+    if missing:
+        raise Quarantined(MISSING_FIELD, "missing " + ", ".join(missing))
+    row = {}
+    for name, ftype in FIELDS[kind]:
+        v = obj.get(name)
+        if name in required and type(v) is not str:
+            raise Quarantined(BAD_TYPE, f"{name}: expected a string, got {type(v).__name__}")
+        try:
+            row[name] = COERCE[ftype](v)
+        except ValueError as e:
+            raise Quarantined(BAD_TYPE, f"{name}: {e} ({v!r:.60})") from None
+    return row
+
+
+def head_of(line: bytes) -> str:
+    return line[:HEAD_BYTES].decode("utf-8", "replace")
+
+
+# --- block parsing ------------------------------------------------------------------------------
+
+_ARROW_TYPE = {"str": pa.string(), "int": pa.int64(), "bool": pa.bool_(), "edited": pa.int64()}
+_CHANGED_RE = re.compile(r"Column\(/([^)/]*)\) changed from (\w+) to (\w+) in row (\d+)")
+_ROW_RE = re.compile(r" in row (\d+)\s*$")
+_CONVERT_RE = re.compile(r"Failed to convert JSON to (\w+)")
+_EDITED_FIXES = (
+    (b'"edited":false', b'"edited":null '),
+    (b'"edited": false', b'"edited": null '),
+    (b'"edited":true', b'"edited":null'),
+    (b'"edited": true', b'"edited": null'),
+)
+_LBRACE, _RBRACE, _QUOTE, _SPACE, _COLON = ord("{"), ord("}"), ord('"'), ord(" "), ord(":")
+
+
+def _suspect_lines(arr: np.ndarray, starts: np.ndarray, required: tuple[str, ...]) -> np.ndarray:
+    """Lines where a required key (``"id":``) is followed by something other than a string or null.
+
+    Vectorized over the block (no per-line Python). Inside JSON strings quotes are escaped, so the
+    pattern only matches keys; a nested object's key of the same name gives a false positive, which
+    only sends that line to the slow path.
+    """
+    n = len(arr)
+    colons = np.flatnonzero(arr == _COLON)  # ~ one per field; fewer candidates than quotes
+    colons = colons[(colons >= 1) & (colons + 2 < n)]
+    key_ends = colons[arr[colons - 1] == _QUOTE]
+    hits = []
+    for name in required:
+        key = b'"' + name.encode() + b'"'
+        cand = key_ends[key_ends >= len(key)]
+        for j in range(2, len(key) + 1):  # compare backwards from the closing quote
+            cand = cand[arr[cand - j] == key[-j]]
+        after = cand + 1
+        after = after + (arr[after] == _SPACE)
+        value = arr[after]
+        hits.append(after[(value != _QUOTE) & (value != ord("n"))])
+    bad = np.concatenate(hits) if hits else np.zeros(0, dtype=np.int64)
+    return np.unique(np.searchsorted(starts, bad, side="right") - 1)
+
+
+def _line_bounds(data: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """(starts, ends) byte offsets of each line, ends exclusive of the newline."""
+    arr = np.frombuffer(data, dtype=np.uint8)
+    nl = np.flatnonzero(arr == 10)
+    starts = np.concatenate(([0], nl + 1)).astype(np.int64)
+    ends = np.concatenate((nl, [len(data)])).astype(np.int64)
+    if data.endswith(b"\n") or not data:
+        starts, ends = starts[:-1], ends[:-1]
+    return starts, ends
+
+
+@dataclass
+class BlockResult:
+    tables: list[pa.Table] = field(default_factory=list)
+    quarantine: list[dict] = field(default_factory=list)
+    parsed: int = 0
+    quarantined: Counter = field(default_factory=Counter)
+
+
+class BlockParser:
+    """Parse blocks of one file. Keeps, per file, the Arrow types that the file's era needs
+    (e.g. ``created_utc`` as string in 2007-11..2015-11), learnt from the first conflicts."""
+
+    def __init__(self, source: str, kind: str | None, month: str | None, fast: bool = True):
+        self.source = source
+        self.kind = kind  # None: sniffed from the first object with parent_id/title
+        self.month = month  # None: from each row's created_utc (UTC)
+        self.fast = fast
+        self.declared: dict[str, pa.DataType] = {}
+        self.segment_lines = 1 << 30  # rows per Arrow call; shrinks when rows of this file fail
+        self.prescan = False  # set once rows of this file failed in Arrow (malformed-heavy files)
+
+    # public ------------------------------------------------------------------------------------
+    def parse(self, block: Block) -> BlockResult:
+        res = BlockResult()
+        data = block.data
+        if not data:
+            return res
+        if self.kind is None:
+            self._sniff(data)
+        starts, ends = _line_bounds(data)
+        n = len(starts)
+        arr = np.frombuffer(data, dtype=np.uint8)
+        # lines the fast path can take: {...} on one line, valid UTF-8
+        nonempty = ends > starts
+        ok = nonempty.copy()
+        idx = np.flatnonzero(nonempty)
+        ok[idx] = (arr[starts[idx]] == _LBRACE) & (arr[ends[idx] - 1] == _RBRACE)
+        # `{'id': …}` and the like: an object's first key starts with a quote (after optional spaces)
+        second = np.minimum(starts + 1, len(data) - 1)
+        ok &= (arr[second] == _QUOTE) | (arr[second] == _SPACE) | (arr[second] == _RBRACE)
+        if self.fast and self.prescan:
+            # rows of this file have failed in Arrow before: find required fields holding a
+            # non-string (a list, an object, a number) up front, since each Arrow failure costs a call
+            suspects = _suspect_lines(arr, starts, REQUIRED[self.kind])
+            ok[suspects] = False
+            # the scan costs ~ as much as Arrow failures at a 0.1% rate: keep it only above that
+            self.prescan = len(suspects) * 1000 >= n
+        if not self.fast:
+            ok[:] = False
+        elif not _valid_utf8(data):
+            for i in _invalid_utf8_lines(data, starts):
+                ok[i] = False
+        slow_lines: list[int] = [int(i) for i in np.flatnonzero(~ok)]
+        fast_lines = np.flatnonzero(ok)
+        if len(fast_lines):
+            # spans include each line's newline; a last line without one gets it added
+            spans = np.append(starts[1:], len(data)) - starts
+            if not data.endswith(b"\n"):
+                data_nl = data + b"\n"
+                spans[-1] += 1
+            else:
+                data_nl = data
+            if len(fast_lines) == n:
+                buf = data_nl
+            else:  # drop the slow lines' bytes from the buffer handed to Arrow
+                keep = np.repeat(ok, spans)
+                buf = np.frombuffer(data_nl, dtype=np.uint8)[keep].tobytes()
+            offsets = np.concatenate(([0], np.cumsum(spans[fast_lines])))
+            res.tables.extend(self._fast(buf, offsets, fast_lines, slow_lines, block.first_line))
+        slow_rows = []
+        for i in sorted(slow_lines):
+            line = data[starts[i] : ends[i]]
+            try:
+                row = parse_line(line, self.kind)
+            except Quarantined as q:
+                res.quarantine.append(self._qrow(block.first_line + i, q.reason, q.detail, line))
+                res.quarantined[q.reason] += 1
+                continue
+            row["line"] = block.first_line + i
+            slow_rows.append(row)
+        if slow_rows:
+            res.tables.append(self._slow_table(slow_rows))
+        tables = [t for t in res.tables if t.num_rows]
+        if tables:
+            table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+            if len(tables) > 1:  # fast segments and slow lines: back to file order
+                table = table.take(pc.sort_indices(table.column("line")))
+            table = self._finish(table)
+            res.tables = [table]
+            res.parsed = table.num_rows
+        else:
+            res.tables = []
+        return res
+
+    def error_record(self, line: int, reason: str, detail: str, tail: bytes) -> dict:
+        return self._qrow(line, reason, detail, tail)
+
+    # internals ---------------------------------------------------------------------------------
+    def _sniff(self, data: bytes) -> None:
+        for line in data.split(b"\n", 1000)[:1000]:
+            try:
+                kind = sniff_kind(orjson.loads(line))
+            except orjson.JSONDecodeError:
+                continue
+            if kind:
+                self.kind = kind
+                return
+        self.kind = COMMENTS
+
+    def _qrow(self, line_no: int, reason: str, detail: str, line: bytes) -> dict:
+        return {
+            "source": self.source,
+            "line": line_no,
+            "reason": reason,
+            "detail": detail,
+            "head": head_of(line),
+        }
+
+    def _schema(self) -> pa.Schema:
+        return pa.schema([(name, self.declared.get(name, _ARROW_TYPE[ft])) for name, ft in FIELDS[self.kind]])
+
+    def _fast(
+        self, buf: bytes, offsets: np.ndarray, lines: np.ndarray, slow_lines: list[int], first_line: int
+    ) -> list[pa.Table]:
+        """Parse ``buf`` with Arrow: row j is block line ``lines[j]``, bytes ``offsets[j]:offsets[j+1]``.
+
+        Failing rows join ``slow_lines``. Returns tables of the kind's fields (coerced) plus ``line``.
+        A failing Arrow call wastes the work before the failing row, so the buffer is parsed in
+        segments whose size adapts to how often this file's rows fail (whole blocks when none do).
+        """
+        if self.kind == COMMENTS:
+            # edited is false or an epoch: no Arrow type holds both, so false/true become null first
+            # (same-length replacements: the line offsets stay valid)
+            for old, new in _EDITED_FIXES:
+                if old in buf:
+                    buf = buf.replace(old, new)
+        surrogates = b"\\ud" in buf or b"\\uD" in buf
+        pbuf = pa.py_buffer(buf)
+        n = len(lines)
+        seg = max(1, self.segment_lines)
+        todo = [(lo, min(n, lo + seg), 0) for lo in range(0, n, seg)][::-1]
+        out: list[pa.Table] = []
+        parsed: list[tuple[int, pa.Table, np.ndarray]] = []
+        failures = 0
+        while todo:
+            lo, hi, flips = todo.pop()
+            if hi <= lo:
+                continue
+            piece = pbuf.slice(int(offsets[lo]), int(offsets[hi] - offsets[lo]))
+            try:
+                table = pajson.read_json(
+                    pa.BufferReader(piece),
+                    read_options=pajson.ReadOptions(use_threads=False, block_size=piece.size + 1),
+                    parse_options=pajson.ParseOptions(
+                        explicit_schema=self._schema(), unexpected_field_behavior="ignore"
+                    ),
+                )
+            except pa.ArrowInvalid as e:
+                bad_row = self._on_arrow_error(str(e), flips)
+                if bad_row == -1:  # a declared type was adapted: retry the same rows
+                    todo.append((lo, hi, flips + 1))
+                    continue
+                failures += 1
+                if bad_row is None or bad_row >= hi - lo:  # no row given: halve, line by line when small
+                    if hi - lo <= 8:
+                        slow_lines.extend(int(i) for i in lines[lo:hi])
+                        continue
+                    mid = (lo + hi) // 2
+                    todo.append((mid, hi, flips))
+                    todo.append((lo, mid, flips))
+                    continue
+                slow_lines.append(int(lines[lo + bad_row]))
+                todo.append((lo + bad_row + 1, hi, flips))
+                todo.append((lo, lo + bad_row, flips))
+                continue
+            rows = lines[lo:hi]
+            if table.num_rows != hi - lo:  # should not happen after the {…} check; be safe
+                slow_lines.extend(int(i) for i in rows)
+                continue
+            if surrogates and not _valid_strings(table):
+                slow_lines.extend(int(i) for i in rows)  # lone surrogate escapes: orjson decides
+                continue
+            parsed.append((lo, table, rows))
+        # coerce once per run of segments with the same Arrow schema (segments in line order)
+        parsed.sort(key=lambda p: p[0])
+        groups: list[tuple[list[pa.Table], list[np.ndarray]]] = []
+        for _, table, rows in parsed:
+            if groups and groups[-1][0][0].schema.equals(table.schema):
+                groups[-1][0].append(table)
+                groups[-1][1].append(rows)
+            else:
+                groups.append(([table], [rows]))
+        for tables, row_lists in groups:
+            table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+            rows = np.concatenate(row_lists) if len(row_lists) > 1 else row_lists[0]
+            table, bad = self._coerce(table)
+            if bad is not None:
+                slow_lines.extend(int(i) for i in rows[bad])
+                table = table.filter(pa.array(~bad))
+                rows = rows[~bad]
+            out.append(table.append_column("line", pa.array(rows + first_line, pa.int64())))
+        # cost model: a failure wastes ~half a segment, an Arrow call costs ~60 lines of parsing
+        if failures * 1000 >= n:
+            self.prescan = True
+        if failures:
+            self.segment_lines = int(min(n, max(64, math.sqrt(120 * n / failures))))
+        else:
+            self.segment_lines = min(self.segment_lines * 2, 1 << 30)
+        return out
+
+    def _on_arrow_error(self, msg: str, flips: int) -> int | None:
+        """Adapt a declared type (-> -1), or return the failing row (or None when unknown)."""
+        m = _CHANGED_RE.search(msg)
+        if m:
+            name, now, row = m.group(1), m.group(3), int(m.group(4))
+            ftype = dict(FIELDS[self.kind]).get(name)
+            if row == 0 and flips < 4 and ftype in ("int", "edited", "bool"):
+                # this file's era stores the field as `now` (e.g. created_utc as a string)
+                if now == "string":
+                    self.declared[name] = pa.string()
+                    return -1
+                if now == "number" and ftype != "bool":
+                    self.declared[name] = pa.int64()
+                    return -1
+                if now == "boolean" and ftype == "bool":
+                    self.declared[name] = pa.bool_()
+                    return -1
+            return row
+        m = _CONVERT_RE.search(msg)
+        if m and m.group(1) == "int64" and flips < 4 and self._widen_int_columns():
+            # a float (2023+ created_utc, float edit times) in an int64 column: read numbers as float64
+            return -1
+        m = _ROW_RE.search(msg)
+        return int(m.group(1)) if m else None
+
+    def _widen_int_columns(self) -> bool:
+        changed = False
+        for name, ftype in FIELDS[self.kind]:
+            if ftype in ("int", "edited") and self.declared.get(name, pa.int64()) == pa.int64():
+                self.declared[name] = pa.float64()
+                changed = True
+        return changed
+
+    def _coerce(self, table: pa.Table) -> tuple[pa.Table, np.ndarray | None]:
+        """Cast declared columns to the output types; (table, mask of rows needing the slow path)."""
+        kind = self.kind
+        bad = None
+        cols = {}
+        for name, ftype in FIELDS[kind]:
+            col = table.column(name)
+            target = _ARROW_TYPE[ftype]
+            if col.type != target:
+                col, col_bad = _cast_column(col, ftype, target)
+                if col_bad is not None:
+                    bad = col_bad if bad is None else (bad | col_bad)
+            cols[name] = col
+        for name in REQUIRED[kind]:
+            if cols[name].null_count:
+                miss = cols[name].is_null().to_numpy(zero_copy_only=False)
+                bad = miss if bad is None else (bad | miss)
+        table = pa.table(cols)
+        return table, bad
+
+    def _slow_table(self, rows: list[dict]) -> pa.Table:
+        fields = [(name, _ARROW_TYPE[ft]) for name, ft in FIELDS[self.kind]]
+        schema = pa.schema([*fields, ("line", pa.int64())])
+        return pa.Table.from_pylist(rows, schema=schema)
+
+    def _finish(self, table: pa.Table) -> pa.Table:
+        """Kind fields + line -> the output schema (derived link_id, month, source)."""
+        n = table.num_rows
+        cols = {name: table.column(name) for name, _ in FIELDS[self.kind]}
+        if self.kind == SUBMISSIONS:
+            cols["link_id"] = pc.binary_join_element_wise("t3_", cols["id"], "")
+        if self.month is not None:
+            cols["month"] = pa.repeat(pa.scalar(self.month), n)
+        else:
+            ts = pc.cast(cols["created_utc"], pa.timestamp("s", tz="UTC"))
+            cols["month"] = pc.strftime(ts, format="%Y-%m")
+        cols["source"] = pa.repeat(pa.scalar(self.source), n)
+        cols["line"] = table.column("line")
+        schema = OUTPUT_SCHEMA[self.kind]
+        return pa.table([cols[f.name] for f in schema], schema=schema)
+
+
+def _valid_utf8(data: bytes) -> bool:
+    """Arrow's (SIMD) UTF-8 validation on a zero-copy view of the bytes."""
+    offsets = pa.py_buffer(np.array([0, len(data)], dtype=np.int64).tobytes())
+    view = pa.LargeStringArray.from_buffers(1, offsets, pa.py_buffer(data))
+    try:
+        view.validate(full=True)
+        return True
+    except pa.ArrowInvalid:
+        return False
+
+
+def _invalid_utf8_lines(data: bytes, starts: np.ndarray) -> list[int]:
+    """Indices of the lines that are not valid UTF-8 (bisection over zero-copy slices)."""
+    offsets = np.append(starts, len(data)).astype(np.int64)
+    view = pa.LargeStringArray.from_buffers(len(starts), pa.py_buffer(offsets.tobytes()), pa.py_buffer(data))
+    bad: list[int] = []
+    todo = [(0, len(starts))]
+    while todo:
+        lo, hi = todo.pop()
+        try:
+            view.slice(lo, hi - lo).validate(full=True)
+            continue
+        except pa.ArrowInvalid:
+            pass
+        if hi - lo == 1:
+            bad.append(lo)
+        else:
+            mid = (lo + hi) // 2
+            todo += [(lo, mid), (mid, hi)]
+    return sorted(bad)
+
+
+def _valid_strings(table: pa.Table) -> bool:
+    try:
+        table.validate(full=True)
+        return True
+    except pa.ArrowInvalid:
+        return False
+
+
+def _cast_column(col: pa.ChunkedArray, ftype: str, target: pa.DataType):
+    """(column as target type, mask of uncoercible rows or None)."""
+    if pa.types.is_floating(col.type) and target == pa.int64():
+        lo_hi = pc.min_max(col).as_py()  # JSON has no NaN/inf; guard the int64 range
+        if lo_hi["min"] is None or (-(2.0**63) <= lo_hi["min"] and lo_hi["max"] < 2.0**63):
+            return pc.cast(col, pa.int64(), safe=False), None  # truncates toward zero, like int()
+    elif pa.types.is_string(col.type) and ftype == "int":
+        try:
+            return pc.cast(col, pa.int64()), None
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            pass
+    # reference semantics, value by value (rare: BigQuery strings, odd values)
+    coerce = COERCE[ftype]
+    out = []
+    bad = np.zeros(len(col), dtype=bool)
+    for i, v in enumerate(col.to_pylist()):
+        try:
+            out.append(coerce(v))
+        except ValueError:
+            out.append(None)
+            bad[i] = True
+    return pa.chunked_array([pa.array(out, target)]), (bad if bad.any() else None)
+
+
+# --- whole-file convenience (tests, notebooks; the Spark job uses the pieces above) -------------
+
+
+@dataclass
+class FileStats:
+    lines: int = 0
+    parsed: int = 0
+    quarantined: Counter = field(default_factory=Counter)
+    error: str | None = None
+
+    def to_dict(self) -> dict:
+        return {
+            "lines": self.lines,
+            "parsed": self.parsed,
+            "quarantined": {k: int(v) for k, v in sorted(self.quarantined.items())},
+            "error": self.error,
+        }
+
+
+def quarantine_table(rows: list[dict]) -> pa.Table:
+    return pa.Table.from_pylist(rows, schema=schemas.QUARANTINE)
+
+
+def read_dump(
+    uri: str, kind: str | None = None, block_size: int = DEFAULT_BLOCK_SIZE, fast: bool = True
+) -> tuple[pa.Table, pa.Table, FileStats]:
+    """Read one dump file into (rows, quarantine, stats); rows have the kind's output schema."""
+    name_kind, month = parse_dump_name(uri)
+    parser = BlockParser(os.path.basename(uri), name_kind or kind, month, fast=fast)
+    reader = DumpReader(uri, block_size)
+    stats = FileStats()
+    tables, quarantine = [], []
+    for block in reader:
+        res = parser.parse(block)
+        tables.extend(res.tables)
+        quarantine.extend(res.quarantine)
+        stats.parsed += res.parsed
+        stats.quarantined.update(res.quarantined)
+    if reader.error:
+        reason, message = reader.error
+        quarantine.append(parser.error_record(reader.error_line, reason, message, reader.tail))
+        stats.quarantined[reason] += 1
+        stats.error = f"{reason}: {message}"
+    stats.lines = reader.lines
+    schema = OUTPUT_SCHEMA[parser.kind or COMMENTS]
+    rows = pa.concat_tables(tables) if tables else schema.empty_table()
+    return rows, quarantine_table(quarantine), stats

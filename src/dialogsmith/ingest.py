@@ -1,0 +1,616 @@
+"""Spark ingest of Pushshift dumps: RC_/RS_ files -> bucketed, typed, deduplicated Parquet.
+
+Output (the contract other stages rely on)::
+
+    OUT/comments/bucket=<k>/part-*.parquet      schemas.COMMENTS, k = schemas.link_bucket(link_id, n)
+    OUT/submissions/bucket=<k>/part-*.parquet   schemas.SUBMISSIONS (a thread and its submission share k)
+    OUT/quarantine/part-*.parquet               schemas.QUARANTINE
+    OUT/stats.json                              StageStats(stage="extract"), counts add up exactly
+    OUT/_SUCCESS
+
+Design (measured, see ../shared/specs/performance-notes.md): Spark only schedules Python tasks and
+collects small stats dicts; the tasks decode, parse (Arrow's C++ JSON reader, see dumps.py) and write
+Arrow/Parquet themselves, because handing rows to the JVM (mapInArrow + DataFrame.write) is ~4x slower.
+
+- Phase 1, one task per (file, slice): decode the whole stream, parse the blocks of its slice
+  (block index mod slices == slice), hash rows to buckets and append them to one staging Arrow IPC
+  file per kind (one record batch per bucket per flush), write quarantine rows straight to Parquet.
+  A big month is cut into slices so that it does not serialize the job: every slice decodes the whole
+  file (zstd decodes ~4-8x faster than we parse) but parses only its share of the blocks.
+  Concurrent decoders per machine are bounded by an flock semaphore (``--max-decoders``): each open
+  zstd decoder may hold a 2 GiB window.
+- Phase 2, one task per group of buckets: read the bucket's batches from every staging file, drop
+  duplicate ids (keeping the first by (source, line)), write the final bucket Parquet files.
+Output is committed atomically (fsutil.atomic_output_dir): a failed run leaves the previous output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import glob
+import math
+import os
+import sys
+import tempfile
+import time
+from collections import Counter
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.ipc as ipc
+import pyarrow.parquet as pq
+
+from dialogsmith import dumps, fsutil, schemas
+from dialogsmith.stats import StageStats
+
+DUPLICATE_ID = "duplicate_id"
+# Expected decoded/compressed size ratio per compression, to size buckets and slices before reading.
+_RATIO = {"zst": 8.0, "bz2": 6.0, "xz": 7.0, "gz": 5.0, "plain": 1.0}
+BUCKET_TARGET_BYTES = 512 << 20  # decoded JSON per bucket (~0.7M comments): a later task holds one bucket
+MAX_BUCKETS = 8192
+MIN_BUCKETS = 4
+SLICE_MIN_BYTES = 64 << 20  # decoded bytes; smaller files are never sliced (decoding twice is not worth it)
+MAX_SLICES = 8  # beyond this, decoding the whole stream in every slice costs more than parsing a slice
+FLUSH_ROWS = 200_000  # rows buffered per kind in a phase-1 task before they go to staging
+PARQUET_ROWS_PER_FILE = 2_000_000
+PARQUET_ROW_GROUP = 128 * 1024
+DUMP_SUFFIXES = (".ndjson", ".jsonl")  # plus RC_/RS_ names; other names only when listed explicitly
+
+
+# --- planning (driver) --------------------------------------------------------------------------
+
+
+def list_inputs(spec: str | list[str]) -> list[str]:
+    """Dump files from a directory, a glob, or a comma-separated list of any of those."""
+    parts = spec if isinstance(spec, list) else [p for p in str(spec).split(",") if p.strip()]
+    files: list[str] = []
+    for part in parts:
+        part = part.strip()
+        if any(ch in part for ch in "*?[") and "://" not in part:
+            matched = sorted(glob.glob(part))
+            if not matched:
+                raise FileNotFoundError(f"--input: no file matches {part!r}")
+            files.extend(m for m in matched if os.path.isfile(m))
+        elif not fsutil.exists(part):
+            raise FileNotFoundError(f"--input: {part!r} does not exist")
+        elif os.path.isdir(part) or ("://" in part and _is_dir(part)):
+            found = [f for f in fsutil.list_files(part) if _looks_like_dump(f)]
+            if not found:
+                raise FileNotFoundError(
+                    f"--input: no dump files in {part!r} (expected RC_YYYY-MM.zst, RS_YYYY-MM.bz2, *.ndjson, …)"
+                )
+            files.extend(found)
+        else:
+            files.append(part)
+    seen, out = set(), []
+    for f in files:
+        if f not in seen:
+            seen.add(f)
+            out.append(f)
+    return out
+
+
+def _is_dir(uri: str) -> bool:
+    import pyarrow.fs as pafs
+
+    fs, path = fsutil.resolve(uri)
+    return fs.get_file_info(path).type == pafs.FileType.Directory
+
+
+def _looks_like_dump(path: str) -> bool:
+    name = os.path.basename(path)
+    if dumps.parse_dump_name(name)[0]:
+        return True
+    stem = name
+    if dumps.compression_of(name) != "plain":
+        stem = os.path.splitext(name)[0]
+    return stem.lower().endswith(DUMP_SUFFIXES)
+
+
+def _file_size(uri: str) -> int:
+    fs, path = fsutil.resolve(uri)
+    return fs.get_file_info(path).size or 0
+
+
+def estimated_bytes(uri: str) -> int:
+    return int(_file_size(uri) * _RATIO[dumps.compression_of(uri)])
+
+
+def default_buckets(total_decoded_bytes: int) -> int:
+    """About 512 MiB of decoded JSON (~0.7M comments) per bucket, between 4 and 8192."""
+    return int(min(MAX_BUCKETS, max(MIN_BUCKETS, math.ceil(total_decoded_bytes / BUCKET_TARGET_BYTES))))
+
+
+def auto_slices(est: int, total: int, parallelism: int) -> int:
+    """Slices for one file: its share of the cores, 1 for small files, at most MAX_SLICES."""
+    if est < SLICE_MIN_BYTES or parallelism <= 1 or total <= 0:
+        return 1
+    share = est / (total / parallelism)
+    return int(max(1, min(MAX_SLICES, parallelism, math.ceil(share - 0.05))))
+
+
+def plan(files: list[str], kind: str | None, slices: int | None, parallelism: int) -> list[dict]:
+    sizes = {f: estimated_bytes(f) for f in files}
+    total = sum(sizes.values())
+    items = []
+    for idx, f in enumerate(files):
+        name_kind, month = dumps.parse_dump_name(f)
+        k = slices if slices else auto_slices(sizes[f], total, parallelism)
+        for s in range(k):
+            items.append(
+                {
+                    "file": f,
+                    "file_idx": idx,
+                    "source": os.path.basename(f),
+                    "kind": name_kind or kind,
+                    "month": month,
+                    "slice": s,
+                    "slices": k,
+                }
+            )
+    # biggest work first so that a huge month does not start last
+    items.sort(key=lambda it: (-sizes[it["file"]] / it["slices"], it["file_idx"], it["slice"]))
+    return items
+
+
+# --- decoder semaphore (per machine) ------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def decoder_slot(max_decoders: int, poll_s: float = 0.05):
+    """Hold one of ``max_decoders`` machine-wide slots (flock on files in the temp dir)."""
+    if max_decoders <= 0:
+        yield
+        return
+    lock_dir = os.path.join(tempfile.gettempdir(), f"dialogsmith-decoders-{os.getuid()}")
+    os.makedirs(lock_dir, exist_ok=True)
+    while True:
+        for i in range(max_decoders):
+            fd = os.open(os.path.join(lock_dir, f"slot-{i}.lock"), os.O_CREAT | os.O_RDWR, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                continue
+            try:
+                yield
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                os.close(fd)
+            return
+        time.sleep(poll_s)
+
+
+# --- bucketing ----------------------------------------------------------------------------------
+
+
+def _crc_table() -> np.ndarray:
+    table = []
+    for n in range(256):
+        c = n
+        for _ in range(8):
+            c = (c >> 1) ^ 0xEDB88320 if c & 1 else c >> 1
+        table.append(c)
+    return np.array(table, dtype=np.uint32)
+
+
+_CRC_TABLE = _crc_table()
+
+
+def crc32_strings(arr: pa.Array) -> np.ndarray:
+    """zlib.crc32 of each UTF-8 string, vectorized over the array (table-driven, one byte column at a time)."""
+    arr = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+    n = len(arr)
+    if n == 0:
+        return np.zeros(0, dtype=np.uint32)
+    if arr.null_count:
+        arr = pc.fill_null(arr, "")
+    arr = arr.cast(pa.large_string()) if arr.type == pa.string() else arr
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[arr.offset : arr.offset + n + 1]
+    data = (
+        np.frombuffer(arr.buffers()[2], dtype=np.uint8)
+        if arr.buffers()[2] is not None
+        else np.zeros(1, np.uint8)
+    )
+    starts = offsets[:-1]
+    lengths = offsets[1:] - starts
+    crc = np.full(n, 0xFFFFFFFF, dtype=np.uint32)
+    for j in range(int(lengths.max()) if n else 0):
+        live = lengths > j
+        if live.all():
+            b = data[starts + j]
+            crc = _CRC_TABLE[(crc ^ b) & 0xFF] ^ (crc >> 8)
+        else:
+            idx = np.flatnonzero(live)
+            c = crc[idx]
+            crc[idx] = _CRC_TABLE[(c ^ data[starts[idx] + j]) & 0xFF] ^ (c >> 8)
+    return crc ^ np.uint32(0xFFFFFFFF)
+
+
+def bucket_of(link_ids: pa.Array, n_buckets: int) -> np.ndarray:
+    """schemas.link_bucket for every row, vectorized."""
+    return (crc32_strings(link_ids) % np.uint32(n_buckets)).astype(np.int32)
+
+
+# --- phase 1: decode, parse, stage ---------------------------------------------------------------
+
+
+def _staging_path(staging: str, kind: str, item: dict) -> str:
+    return fsutil.join(staging, kind, f"{item['file_idx']:06d}-{item['slice']:03d}.arrow")
+
+
+class _Stager:
+    """Buffers one kind's rows, then appends them to a staging IPC file as one batch per bucket."""
+
+    def __init__(self, path: str, schema: pa.Schema, n_buckets: int):
+        self.path, self.schema, self.n_buckets = path, schema, n_buckets
+        self.pending: list[pa.Table] = []
+        self.pending_rows = 0
+        self.writer = None
+        self.sink = None
+        self.batches: dict[int, list[int]] = {}
+        self.n_batches = 0
+        self.rows = 0
+
+    def add(self, table: pa.Table) -> None:
+        self.pending.append(table)
+        self.pending_rows += table.num_rows
+        if self.pending_rows >= FLUSH_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.pending_rows:
+            return
+        table = pa.concat_tables(self.pending).combine_chunks()
+        self.pending, self.pending_rows = [], 0
+        buckets = bucket_of(table.column("link_id"), self.n_buckets)
+        order = np.argsort(buckets, kind="stable")
+        table = table.take(pa.array(order))
+        sorted_b = buckets[order]
+        cuts = np.flatnonzero(np.diff(sorted_b)) + 1
+        bounds = np.concatenate(([0], cuts, [len(sorted_b)]))
+        if self.writer is None:
+            fs, path = fsutil.resolve(self.path)
+            fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+            self.sink = fs.open_output_stream(path)
+            self.writer = ipc.new_file(self.sink, self.schema, options=ipc.IpcWriteOptions(compression="lz4"))
+        for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+            if hi <= lo:
+                continue
+            for batch in table.slice(lo, hi - lo).to_batches():
+                self.writer.write_batch(batch)
+                self.batches.setdefault(int(sorted_b[lo]), []).append(self.n_batches)
+                self.n_batches += 1
+        self.rows += table.num_rows
+
+    def close(self) -> None:
+        self.flush()
+        if self.writer is not None:
+            self.writer.close()
+            self.sink.close()
+
+
+def phase1_task(item: dict, conf: dict) -> dict:
+    """Decode one file (slice), stage its rows by bucket, write its quarantine rows. Returns stats."""
+    t0, c0 = time.perf_counter(), time.process_time()
+    parser = dumps.BlockParser(item["source"], item["kind"], item["month"])
+    reader = dumps.DumpReader(item["file"], conf["block_size"])
+    k, s = item["slices"], item["slice"]
+    stagers: dict[str, _Stager] = {}
+    quarantine: list[dict] = []
+    counts: Counter = Counter()
+    parsed = lines = 0
+    with decoder_slot(conf["max_decoders"]):
+        for block in reader:
+            if block.index % k != s:
+                continue
+            res = parser.parse(block)
+            lines += block.n_lines
+            parsed += res.parsed
+            counts.update(res.quarantined)
+            quarantine.extend(res.quarantine)
+            for table in res.tables:
+                kind = parser.kind
+                if kind not in stagers:
+                    stagers[kind] = _Stager(
+                        _staging_path(conf["staging"], kind, item),
+                        dumps.OUTPUT_SCHEMA[kind],
+                        conf["n_buckets"],
+                    )
+                stagers[kind].add(table)
+    error = None
+    if reader.error and s == 0:  # every slice sees the break; slice 0 records it once
+        reason, message = reader.error
+        quarantine.append(parser.error_record(reader.error_line, reason, message, reader.tail))
+        counts[reason] += 1
+        lines += 1
+        error = f"{reason}: {message}"
+    for stager in stagers.values():
+        stager.close()
+    if quarantine:
+        qpath = fsutil.join(conf["out"], "quarantine", f"part-{item['file_idx']:06d}-{s:03d}.parquet")
+        _write_parquet(qpath, dumps.quarantine_table(quarantine), "quarantine", schemas.QUARANTINE_VERSION)
+    return {
+        "file": item["file"],
+        "source": item["source"],
+        "slice": s,
+        "kind": parser.kind,
+        "lines": lines,
+        "parsed": parsed,
+        "quarantined": dict(counts),
+        "error": error,
+        "staged": {
+            kind: {"path": st.path, "batches": st.batches, "rows": st.rows} for kind, st in stagers.items()
+        },
+        "seconds": time.perf_counter() - t0,
+        "cpu_seconds": time.process_time() - c0,
+    }
+
+
+def _phase1_partition(items):
+    items = list(items)
+    for item in items:
+        yield phase1_task(item, item["conf"])
+
+
+# --- phase 2: dedup and write buckets ------------------------------------------------------------
+
+
+def dedup_first(table: pa.Table) -> pa.Table:
+    """Rows with distinct ids, keeping for each id the first by (source, line); order otherwise kept.
+
+    Only the (few) rows whose id occurs more than once are sorted; the table is filtered once."""
+    n = table.num_rows
+    ids = table.column("id")
+    if n == 0 or pc.count_distinct(ids).as_py() == n:
+        return table
+    counts = pc.value_counts(ids)
+    repeated = counts.field("values").filter(pc.greater(counts.field("counts"), 1))
+    rows = np.flatnonzero(pc.is_in(ids, value_set=repeated).to_numpy(zero_copy_only=False))
+    sub = table.select(["id", "source", "line"]).take(pa.array(rows))
+    order = pc.sort_indices(
+        sub, [("id", "ascending"), ("source", "ascending"), ("line", "ascending")]
+    ).to_numpy()
+    sorted_ids = sub.column("id").take(pa.array(order)).to_numpy(zero_copy_only=False)
+    later = np.ones(len(order), dtype=bool)
+    later[0] = False
+    later[1:] = sorted_ids[1:] == sorted_ids[:-1]  # same id as the row before: not the first copy
+    keep = np.ones(n, dtype=bool)
+    keep[rows[order[later]]] = False
+    return table.filter(pa.array(keep))
+
+
+def phase2_task(task: dict, conf: dict) -> dict:
+    """One bucket of one kind: gather staged batches, drop duplicate ids, write Parquet."""
+    t0, c0 = time.perf_counter(), time.process_time()
+    kind, bucket = task["kind"], task["bucket"]
+    schema = dumps.OUTPUT_SCHEMA[kind]
+    tables = []
+    for path, batch_ids in task["sources"]:
+        fs, p = fsutil.resolve(path)
+        with fs.open_input_file(p) as f:
+            reader = ipc.open_file(f)
+            tables.append(pa.Table.from_batches([reader.get_batch(i) for i in batch_ids], schema=schema))
+    table = pa.concat_tables(tables) if tables else schema.empty_table()
+    rows_in = table.num_rows
+    table = dedup_first(table)
+    version = schemas.COMMENTS_VERSION if kind == dumps.COMMENTS else schemas.SUBMISSIONS_VERSION
+    base = fsutil.join(conf["out"], kind, f"bucket={bucket}")
+    n_parts = max(1, math.ceil(table.num_rows / PARQUET_ROWS_PER_FILE))
+    for part in range(n_parts):
+        piece = table.slice(part * PARQUET_ROWS_PER_FILE, PARQUET_ROWS_PER_FILE)
+        _write_parquet(fsutil.join(base, f"part-{part:05d}.parquet"), piece, kind, version)
+    return {
+        "kind": kind,
+        "bucket": bucket,
+        "rows_in": rows_in,
+        "rows_out": table.num_rows,
+        "seconds": time.perf_counter() - t0,
+        "cpu_seconds": time.process_time() - c0,
+    }
+
+
+def _phase2_partition(tasks):
+    for task in tasks:
+        yield phase2_task(task, task["conf"])
+
+
+def _write_parquet(uri: str, table: pa.Table, name: str, version: int) -> None:
+    schema = schemas.with_metadata(table.schema, name, version)
+    fs, path = fsutil.resolve(uri)
+    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+    with fs.open_output_stream(path) as sink, pq.ParquetWriter(sink, schema, compression="snappy") as writer:
+        writer.write_table(table.cast(schema), row_group_size=PARQUET_ROW_GROUP)
+
+
+# --- driver -------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="extract/ingest.py",
+        description="Ingest Pushshift Reddit dumps (RC_/RS_ .zst/.bz2/.xz/.gz/plain NDJSON) into typed, "
+        "bucketed, deduplicated Parquet: OUT/comments, OUT/submissions, OUT/quarantine, OUT/stats.json.",
+    )
+    p.add_argument(
+        "--input", required=True, help="dump directory, glob, or comma-separated list of files/dirs"
+    )
+    p.add_argument("--output", required=True, help="output directory (replaced atomically on success)")
+    p.add_argument(
+        "--kind",
+        choices=dumps.KINDS,
+        help="kind of files whose name is not RC_/RS_YYYY-MM (default: sniffed: rows with parent_id are comments)",
+    )
+    p.add_argument(
+        "--buckets",
+        type=int,
+        help="number of link_id buckets (default: ~1 per 512 MiB of decoded input, 4..8192)",
+    )
+    p.add_argument(
+        "--slices",
+        type=int,
+        help="parse each file in this many slices (default: auto, by file size and cores)",
+    )
+    p.add_argument(
+        "--max-decoders",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="concurrent decoders per machine (each zstd decoder may hold 2 GiB); default: cores",
+    )
+    p.add_argument("--block-size", type=int, default=dumps.DEFAULT_BLOCK_SIZE, help=argparse.SUPPRESS)
+    p.add_argument("--master", help="Spark master (default: local[*], or what spark-submit sets)")
+    return p
+
+
+def run(args: argparse.Namespace, input: list[str] | None = None, spark=None) -> StageStats:
+    """Run the ingest. ``input`` overrides ``args.input`` (a list of paths); ``spark`` a session to use."""
+    from dialogsmith.spark import get_spark
+
+    timer0 = time.perf_counter()
+    phases: dict[str, float] = {}
+    for name in ("buckets", "slices", "max_decoders"):
+        v = getattr(args, name, None)
+        if v is not None and v < (0 if name == "max_decoders" else 1):
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {v}")
+    files = list_inputs(input if input is not None else args.input)
+    spark = (
+        spark
+        or getattr(args, "spark", None)
+        or get_spark("dialogsmith-extract", master=getattr(args, "master", None))
+    )
+    phases["spark_start"] = round(time.perf_counter() - timer0, 3)
+    sc = spark.sparkContext
+    parallelism = max(1, sc.defaultParallelism)
+
+    t = time.perf_counter()
+    total_est = sum(estimated_bytes(f) for f in files)
+    n_buckets = args.buckets or default_buckets(total_est)
+    items = plan(files, getattr(args, "kind", None), getattr(args, "slices", None), parallelism)
+    max_decoders = (
+        args.max_decoders if getattr(args, "max_decoders", None) is not None else (os.cpu_count() or 1)
+    )
+    phases["plan"] = round(time.perf_counter() - t, 3)
+
+    stats = StageStats(stage="extract")
+    with fsutil.atomic_output_dir(args.output) as tmp:
+        staging = fsutil.join(tmp, "_staging")
+        conf = {
+            "out": tmp,
+            "staging": staging,
+            "n_buckets": n_buckets,
+            "max_decoders": max_decoders,
+            "block_size": getattr(args, "block_size", None) or dumps.DEFAULT_BLOCK_SIZE,
+        }
+        t = time.perf_counter()
+        work = [{**it, "conf": conf} for it in items]
+        p1 = (
+            sc.parallelize(work, max(1, len(work))).mapPartitions(_phase1_partition).collect() if work else []
+        )
+        phases["decode_parse"] = round(time.perf_counter() - t, 3)
+
+        t = time.perf_counter()
+        sources: dict[tuple[str, int], list] = {}
+        for r in sorted(p1, key=lambda r: (r["file"], r["slice"])):
+            for kind, st in r["staged"].items():
+                for b, ids in st["batches"].items():
+                    sources.setdefault((kind, int(b)), []).append((st["path"], ids))
+        tasks = [
+            {"kind": kind, "bucket": b, "sources": sources.get((kind, b), []), "conf": conf}
+            for kind in dumps.KINDS
+            for b in range(n_buckets)
+        ]
+        n_groups = max(1, min(len(tasks), parallelism * 4))
+        p2 = sc.parallelize(tasks, n_groups).mapPartitions(_phase2_partition).collect()
+        phases["dedup_write"] = round(time.perf_counter() - t, 3)
+
+        t = time.perf_counter()
+        fsutil.remove(staging)
+        if not any(r["quarantined"] for r in p1):  # the dataset always exists, with its schema
+            _write_parquet(
+                fsutil.join(tmp, "quarantine", "part-000000-000.parquet"),
+                schemas.QUARANTINE.empty_table(),
+                "quarantine",
+                schemas.QUARANTINE_VERSION,
+            )
+        per_file: dict[str, dict] = {}
+        quarantined: Counter = Counter()
+        for r in p1:
+            f = per_file.setdefault(
+                r["source"],
+                {"lines": 0, "parsed": 0, "quarantined": Counter(), "error": None, "kind": r["kind"]},
+            )
+            f["lines"] += r["lines"]
+            f["parsed"] += r["parsed"]
+            f["quarantined"].update(r["quarantined"])
+            f["error"] = f["error"] or r["error"]
+            f["kind"] = f["kind"] or r["kind"]
+            quarantined.update(r["quarantined"])
+        for f in per_file.values():
+            f["quarantined"] = dict(sorted(f["quarantined"].items()))
+        written = {kind: sum(r["rows_out"] for r in p2 if r["kind"] == kind) for kind in dumps.KINDS}
+        dups = {
+            kind: sum(r["rows_in"] - r["rows_out"] for r in p2 if r["kind"] == kind) for kind in dumps.KINDS
+        }
+        stats.rows_in = sum(f["lines"] for f in per_file.values())
+        stats.rows_out = sum(written.values())
+        stats.merged = {DUPLICATE_ID: sum(dups.values())}
+        stats.quarantined = dict(sorted(quarantined.items()))
+        stats.extra = {
+            "n_buckets": n_buckets,
+            "comments": written[dumps.COMMENTS],
+            "submissions": written[dumps.SUBMISSIONS],
+            "duplicates": dups,
+            "input_files": len(files),
+            "input_bytes": sum(_file_size(f) for f in files),
+            "decoded_bytes_estimate": total_est,
+            "work_items": len(items),
+            "slices": {it["source"]: it["slices"] for it in items},
+            "max_decoders": max_decoders,
+            "parallelism": parallelism,
+            "files": dict(sorted(per_file.items())),
+            "phase_seconds": phases,
+            "task_seconds": {
+                "decode_parse": round(sum(r["seconds"] for r in p1), 3),
+                "dedup_write": round(sum(r["seconds"] for r in p2), 3),
+            },
+            # CPU time of the Python tasks (process_time): robust to other load on the machine
+            "task_cpu_seconds": {
+                "decode_parse": round(sum(r["cpu_seconds"] for r in p1), 3),
+                "dedup_write": round(sum(r["cpu_seconds"] for r in p2), 3),
+            },
+        }
+        stats.seconds = round(time.perf_counter() - timer0, 3)
+        stats.check()
+        stats.write(fsutil.join(tmp, "stats.json"))
+        fsutil.write_bytes(fsutil.join(tmp, "_SUCCESS"), b"")
+        phases["commit"] = round(time.perf_counter() - t, 3)
+    stats.seconds = round(time.perf_counter() - timer0, 3)
+    return stats
+
+
+def summary(stats: StageStats) -> str:
+    x = stats.extra
+    q = ", ".join(f"{k}={v}" for k, v in stats.quarantined.items()) or "none"
+    return (
+        f"extract: {stats.rows_in} lines -> {x['comments']} comments + {x['submissions']} submissions "
+        f"in {x['n_buckets']} buckets; duplicates {stats.merged.get(DUPLICATE_ID, 0)}; quarantined {q}; "
+        f"{stats.seconds:.1f} s"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        stats = run(args)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(summary(stats))
+    for name, f in stats.extra["files"].items():
+        if f["error"]:
+            print(f"  warning: {name}: {f['error']} (lines before the break were kept)")
+    print(f"  output: {args.output}")
+    return 0

@@ -1,0 +1,1 @@
+"""Text normalizations and blocklists shared by the conversation and filter stages."""

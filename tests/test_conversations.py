@@ -1,0 +1,89 @@
+"""Pure tree functions and normalizations of the conversation builder, on hand-built trees."""
+
+from __future__ import annotations
+
+from dialogsmith.conversations import (
+    _PARENT_MISSING,
+    _PARENT_SUBMISSION,
+    TITLE,
+    leaf_flags,
+    light_normalize,
+    parent_indices,
+    walk_up,
+)
+
+
+def chain(n: int):
+    """a0 <- a1 <- ... <- a(n-1); a0 is top-level in thread t3_x."""
+    ids = [f"a{i}" for i in range(n)]
+    pids = ["t3_x"] + [f"t1_a{i - 1}" for i in range(1, n)]
+    return ids, pids
+
+
+def names(path, ids):
+    return ["TITLE" if k == TITLE else ids[k] for k in path]
+
+
+def test_parent_indices_markers_and_cross_thread_parents():
+    ids = ["a", "b", "c", "d"]
+    pids = ["t3_x", "t1_a", "t1_zz", None]
+    assert parent_indices(ids, pids) == [_PARENT_SUBMISSION, 0, _PARENT_MISSING, _PARENT_MISSING]
+    links = ["t3_x", "t3_y", "t3_x", "t3_x"]  # b names a as parent but sits in another thread
+    assert parent_indices(ids, pids, links)[1] == _PARENT_MISSING
+
+
+def test_chain_deeper_than_max_depth_keeps_the_last_comments():
+    ids, pids = chain(8)
+    parent = parent_indices(ids, pids)
+    path, cycle = walk_up(7, parent, None, max_depth=5, use_title=False, detect_cycles=True)
+    assert names(path, ids) == ["a3", "a4", "a5", "a6", "a7"] and not cycle
+    # the title is only added when the walk reaches the top-level comment
+    path, _ = walk_up(7, parent, None, max_depth=5, use_title=True, detect_cycles=True)
+    assert TITLE not in path
+    path, _ = walk_up(4, parent, None, max_depth=5, use_title=True, detect_cycles=True)
+    assert names(path, ids) == ["TITLE", "a0", "a1", "a2", "a3", "a4"]  # title beyond the 5-comment budget
+    assert walk_up(4, parent, None, max_depth=0, use_title=True, detect_cycles=True)[0] == []
+
+
+def test_branches_share_ancestors():
+    ids = ["r", "x", "y", "x2"]
+    pids = ["t3_t", "t1_r", "t1_r", "t1_x"]
+    parent = parent_indices(ids, pids)
+    assert names(walk_up(3, parent, None, 5, False, True)[0], ids) == ["r", "x", "x2"]
+    assert names(walk_up(2, parent, None, 5, False, True)[0], ids) == ["r", "y"]
+    assert leaf_flags(ids, pids) == [False, False, True, True]
+
+
+def test_orphans_and_over_long_ancestors_cut_the_context():
+    ids, pids = chain(6)
+    pids[3] = "t1_gone"  # a3's parent was deleted
+    parent = parent_indices(ids, pids)
+    assert names(walk_up(5, parent, None, 10, True, True)[0], ids) == ["a3", "a4", "a5"]
+    ids, pids = chain(6)
+    parent = parent_indices(ids, pids)
+    over_long = [False, False, True, False, False, False]
+    assert names(walk_up(5, parent, over_long, 10, True, True)[0], ids) == ["a3", "a4", "a5"]
+    over_long[5] = True  # an over-long target: no turns at all
+    assert walk_up(5, parent, over_long, 10, True, True)[0] == []
+
+
+def test_cycles_and_self_parents_never_hang():
+    ids = ["a", "b", "c"]
+    pids = ["t1_c", "t1_a", "t1_b"]  # a <- b <- c <- a
+    parent = parent_indices(ids, pids)
+    path, cycle = walk_up(2, parent, None, 10**6, False, detect_cycles=True)
+    assert cycle and names(path, ids) == ["a", "b", "c"]
+    # dialogpt: no detection, the bounded walk repeats turns as the released recursion does
+    path, cycle = walk_up(0, parent_indices(["s"], ["t1_s"]), None, 3, False, detect_cycles=False)
+    assert path == [0, 0, 0] and not cycle
+    path, cycle = walk_up(0, parent_indices(["s"], ["t1_s"]), None, 3, False, detect_cycles=True)
+    assert cycle and path == [0]
+
+
+def test_light_normalize():
+    assert light_normalize("Tom &amp;amp; Jerry &gt; you") == "Tom &amp; Jerry > you"  # unescaped once
+    assert light_normalize("&gt; quoted line\nmy reply\n  > another quote\nmore") == "my reply more"
+    assert light_normalize("&gt; only a quote") == ""
+    assert light_normalize("see [the docs](https://x.org/a_(b)) now") == "see the docs now"
+    assert light_normalize("  many\n\n spaces\t here ") == "many spaces here"
+    assert light_normalize("[removed] stays text") == "[removed] stays text"

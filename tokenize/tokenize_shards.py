@@ -1,0 +1,11 @@
+"""Tokenize stage entry point: `python tokenize/tokenize_shards.py --input <filter dir> --output <dir>`.
+
+Also runs unchanged under `spark-submit tokenize/tokenize_shards.py ...`. See docs/tokenize.md.
+"""
+
+import sys
+
+from dialogsmith.tokenize_stage import main
+
+if __name__ == "__main__":
+    sys.exit(main())
