@@ -87,3 +87,20 @@ def test_light_normalize():
     assert light_normalize("see [the docs](https://x.org/a_(b)) now") == "see the docs now"
     assert light_normalize("  many\n\n spaces\t here ") == "many spaces here"
     assert light_normalize("[removed] stays text") == "[removed] stays text"
+
+
+def test_whitespace_token_counts_match_python_split():
+    """The vectorized too_few_tokens count is ``len(text.split())`` for every Python whitespace character."""
+    import random
+
+    import pyarrow as pa
+
+    from dialogsmith.conversations import whitespace_token_counts
+
+    spaces = [chr(c) for c in range(0x110000) if chr(c).isspace()]
+    pool = [*spaces, "a", "b", "\\", "\u200b", "\ufeff", "é"]  # zero-width space, BOM: not whitespace
+    rng = random.Random(3)
+    texts = ["", " ", "a", *spaces]
+    texts += ["".join(rng.choice(pool) for _ in range(rng.randint(0, 8))) for _ in range(5000)]
+    got = whitespace_token_counts(pa.array(texts + [None])).to_pylist()
+    assert got == [len(t.split()) for t in texts] + [None]

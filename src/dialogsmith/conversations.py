@@ -39,6 +39,7 @@ import re
 import sys
 from dataclasses import asdict, dataclass, field
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -211,6 +212,29 @@ def walk_up(
     return path, False
 
 
+def whitespace_token_counts(texts: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
+    """``len(t.split())`` for every string, vectorized (null stays null). Arrow's Unicode whitespace is
+    Python's (all 29 ``str.isspace`` characters, checked in tests/test_conversations.py); its split keeps
+    empty strings at the ends, hence the trim first."""
+    trimmed = pc.utf8_trim_whitespace(texts)
+    counts = pc.list_value_length(pc.utf8_split_whitespace(trimmed))
+    return pc.if_else(pc.equal(trimmed, ""), 0, counts)
+
+
+def _contiguous(a: pa.Array | pa.ChunkedArray) -> pa.Array:
+    return a.combine_chunks() if isinstance(a, pa.ChunkedArray) else a
+
+
+def _parent_index_array(t1ids: pa.ChunkedArray, pids: pa.ChunkedArray) -> np.ndarray:
+    """``parent_indices`` vectorized (no ``link_ids``): a later duplicate id wins, as in the dict."""
+    n = len(t1ids)
+    rev = pc.index_in(pids, value_set=t1ids.combine_chunks()[::-1]).to_numpy(zero_copy_only=False)
+    out = np.where(np.isnan(rev), _PARENT_MISSING, n - 1 - np.nan_to_num(rev)).astype(np.int64)
+    sub = pc.starts_with(pids, "t3_").to_numpy(zero_copy_only=False)
+    out[sub] = _PARENT_SUBMISSION
+    return out
+
+
 def leaf_flags(ids: list[str], parent_ids: list[str | None]) -> list[bool]:
     """True for comments no comment in the list replies to."""
     parents = set(parent_ids)
@@ -303,6 +327,17 @@ class _Writer:
         self._writer.write_table(table)
         self.cols = {f.name: [] for f in self.schema}
 
+    def write_columns(self, columns: dict) -> None:
+        """Append a batch given as columns (arrays in schema order)."""
+        self.flush()
+        table = pa.Table.from_arrays([columns[f.name] for f in self.schema], schema=self.schema)
+        if self._writer is None:
+            fs, path = fsutil.resolve(self.uri)
+            fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+            self._writer = pq.ParquetWriter(path, self.schema, filesystem=fs, compression="zstd")
+        self._writer.write_table(table, row_group_size=_BATCH_ROWS)
+        self.rows += table.num_rows
+
     def _write_empty(self) -> None:
         fs, path = fsutil.resolve(self.uri)
         pq.write_table(self.schema.empty_table(), path, filesystem=fs)
@@ -352,6 +387,9 @@ def _load_lists(cfg: BuildConfig):
 
 def build_task(task: dict) -> dict:
     """One Spark task: one shard of one bucket. Returns a small stats dict."""
+    import time as _t  # TEMPDEBUG
+
+    _c0, _w0 = _t.process_time(), _t.perf_counter()  # TEMPDEBUG
     cfg = BuildConfig(**task["config"])
     stats = StageStats(stage="instances")
     extra = {"candidates": 0, "submissions_read": 0, "submissions_kept": 0}
@@ -404,6 +442,10 @@ def build_task(task: dict) -> dict:
         for reason in EXTRACT_REASONS:
             stats.dropped.pop(reason, None)
         extra["submissions_read"] = extra["submissions_kept"] = 0
+    print(
+        f"TEMPDEBUG task {task['bucket']} {task['shard']} cpu {_t.process_time() - _c0:.2f} wall {_t.perf_counter() - _w0:.2f}",
+        file=sys.stderr,
+    )  # TEMPDEBUG
     return {"stats": stats.to_dict(), "extra": extra, "file": writer.uri if writer.rows else None}
 
 
@@ -496,113 +538,211 @@ def _build_dialogpt_month(cfg, task, month, comments, submissions, bl_words, bl_
         sub_subreddit[link] = parts[2].lower() if len(parts) > 2 else ""
     extra["submissions_kept"] += len(kept_links)
 
-    # -- pass 1, comments (vectorized where the rule is a plain string test).
-    rc = comments.filter(pc.equal(comments["month"], month))
+    # -- pass 1, comments, vectorized: one boolean mask per rule, applied in the released order (the
+    #    first failing rule names the drop), then one filter of the table.
+    in_month = pc.fill_null(pc.equal(comments["month"], month), False)
+    rc = comments if pc.all(in_month).as_py() else comments.filter(in_month)
     stats.rows_in += rc.num_rows
-    n0 = rc.num_rows
-    rc = rc.filter(pc.is_valid(rc["body"]))
-    _count(drops, "missing_body", n0 - rc.num_rows)
+
+    def rule(keep: np.ndarray, ok, reason: str) -> np.ndarray:
+        ok = pc.fill_null(ok, False).to_numpy(zero_copy_only=False)
+        _count(drops, reason, int(np.count_nonzero(keep & ~ok)))
+        return keep & ok
+
+    body = rc["body"]
+    keep = np.ones(rc.num_rows, dtype=bool)
+    keep = rule(keep, pc.is_valid(body), "missing_body")
     keys = None
     if cfg.keys:
-        link_ids_here = set(pc.unique(rc["link_id"]).to_pylist())
+        link_ids_here = set(pc.unique(rc["link_id"].filter(pa.array(keep))).to_pylist())
         keys = load_month_keys(cfg.keys, month, link_ids_here)
         k = pc.binary_join_element_wise(rc["link_id"], pc.binary_join_element_wise("t1_", rc["id"], ""), "\t")
-        n = rc.num_rows
-        rc = rc.filter(pc.fill_null(pc.is_in(k, pa.array(sorted(keys.dep), pa.string())), False))
-        _count(drops, "keys_not_dep", n - rc.num_rows)
-    n = rc.num_rows
-    rc = rc.filter(pc.not_equal(rc["body"], "[deleted]"))
-    _count(drops, "deleted", n - rc.num_rows)
-    n = rc.num_rows
-    quote = pc.or_(pc.match_substring(rc["body"], ">"), pc.match_substring(rc["body"], "&gt;"))
-    rc = rc.filter(pc.invert(quote))
-    _count(drops, "quote", n - rc.num_rows)
-    n = rc.num_rows
-    rc = rc.filter(pc.fill_null(pc.is_in(rc["link_id"], pa.array(sorted(kept_links), pa.string())), False))
-    _count(drops, "submission_not_kept", n - rc.num_rows)
+        keep = rule(keep, pc.is_in(k, pa.array(sorted(keys.dep), pa.string())), "keys_not_dep")
+    keep = rule(keep, pc.not_equal(body, "[deleted]"), "deleted")
+    quote = pc.or_(pc.match_substring(body, ">"), pc.match_substring(body, "&gt;"))
+    keep = rule(keep, pc.invert(quote), "quote")
+    kept = pc.is_in(rc["link_id"], pa.array(sorted(kept_links), pa.string()))
+    keep = rule(keep, kept, "submission_not_kept")
+    # too_few_tokens: the whitespace tokens of the minimally normalized body are those of the body
+    # without backslashes (\n, \r, \t are whitespace either way; rstrip changes no count).
+    rows = np.flatnonzero(keep)
+    ntok = whitespace_token_counts(pc.replace_substring(body.take(rows), "\\", ""))
+    ntok = ntok.to_numpy(zero_copy_only=False)
+    enough = ntok >= 2
+    _count(drops, "too_few_tokens", int(np.count_nonzero(~enough)))
+    rc, ntok = rc.take(rows[enough]), ntok[enough]
 
-    ids, links, pids, authors, raw_bodies, scores, created = (
-        rc[c].to_pylist() for c in ("id", "link_id", "parent_id", "author", "body", "score", "created_utc")
+    # -- pass 2: candidates are the kept comments, in the released order (links, parent ids, ids).
+    pids = pc.fill_null(rc["parent_id"], "None")  # str(None), as pass 1's TSV writes it
+    t1ids = pc.binary_join_element_wise("t1_", rc["id"], "")
+    order = (
+        pc.sort_indices(
+            pa.table({"l": rc["link_id"], "p": pids, "i": rc["id"]}),
+            sort_keys=[("l", "ascending"), ("p", "ascending"), ("i", "ascending")],
+        )
+        .to_numpy()
+        .astype(np.int64)
     )
-    # Minimal normalization; the body is the last field of pass 1's TSV line (trailing space stripped).
-    norm = [minimal_normalize(b).rstrip() for b in raw_bodies]
-    ntok = [len(b.split()) for b in norm]
-    keep = [t >= 2 for t in ntok]
-    _count(drops, "too_few_tokens", keep.count(False))
-    if not all(keep):
-        sel = [i for i, k in enumerate(keep) if k]
-        ids, links, pids, authors, raw_bodies, scores, created, norm, ntok = (
-            [col[i] for i in sel]
-            for col in (ids, links, pids, authors, raw_bodies, scores, created, norm, ntok)
-        )
-    pids = ["None" if p is None else p for p in pids]  # str(None), as pass 1's TSV writes it
-
-    # -- pass 2: candidates are the kept comments, in the released order.
-    order = sorted(range(len(ids)), key=lambda i: (links[i], pids[i], "t1_" + ids[i]))
-    parent = parent_indices(ids, pids)
-    over_long = [t > cfg.max_len for t in ntok] if cfg.max_len else None
-    leaves = leaf_flags(ids, pids) if cfg.leaves_only else None
-    texts = _Texts(gpt_normalize, bl_words, keys.discard_hashes if keys else None)
-    title_keys: dict[str, int] = {}
+    parent = _parent_index_array(t1ids, pids)
+    over_long = ntok > cfg.max_len if cfg.max_len else np.zeros(len(ntok), dtype=bool)
+    # Contiguous slices of the released order: a shard holds whole threads (fewer shared ancestors to
+    # normalize twice) and a giant thread still spreads over several shards.
     n_shards, shard = task["n_shards"], task["shard"]
-    for pos, i in enumerate(order):
-        if pos % n_shards != shard:
-            continue
-        extra["candidates"] += 1
-        cid = "t1_" + ids[i]
-        link = links[i]
-        if keys is not None and link + "\t" + cid not in keys.keep:
-            _count(drops, "not_in_keys")
-            continue
-        if leaves is not None and not leaves[i]:
-            _count(drops, "not_leaf")
-            continue
-        subreddit = sub_subreddit.get(link, "")
-        if bl_subs is not None:
-            if not subreddit:
-                _count(drops, "missing_submission")
-                continue
-            if subreddit in bl_subs:
-                _count(drops, "blocked_subreddit")
-                continue
-        score = scores[i]
-        if (score or 0) < cfg.min_score:
-            _count(drops, "low_score")
-            continue
-        path, _ = walk_up(i, parent, over_long, cfg.max_depth, cfg.use_title, detect_cycles=False)
-        title = None
-        if path and path[0] == TITLE:
-            # The released code reads the title of the top comment's link_id (KeyError -> skipped).
-            top_link = links[path[1]]
-            title = sub_title.get(top_link)
-            if title is None:
-                _count(drops, "missing_submission")
-                continue
-            if top_link not in title_keys:
-                title_keys[top_link] = -2 - len(title_keys)  # cache keys for titles: negative, not TITLE
-        if len(path) < cfg.min_depth:
-            _count(drops, "target_too_long" if over_long is not None and over_long[i] else "too_shallow")
-            continue
-        title_key = title_keys[links[path[1]]] if title else None
-        _emit(
-            writer,
-            cfg,
-            path,
-            i,
-            ids,
-            links,
-            pids,
-            authors,
-            raw_bodies,
-            norm,
-            texts,
-            title_key,
-            title,
-            subreddit,
-            month,
-            score,
-            created[i],
-        )
+    lo, hi = len(order) * shard // n_shards, len(order) * (shard + 1) // n_shards
+    cand = order[lo:hi]
+    extra["candidates"] += len(cand)
+    links_list = None
+    if keys is not None:
+        links_list = rc["link_id"].to_pylist()
+        ids_list = t1ids.to_pylist()
+        ok = np.fromiter((links_list[i] + "\t" + ids_list[i] in keys.keep for i in cand), bool, len(cand))
+        _count(drops, "not_in_keys", int((~ok).sum()))
+        cand = cand[ok]
+    if cfg.leaves_only:
+        leaf = pc.invert(pc.is_in(t1ids, value_set=pids)).to_numpy(zero_copy_only=False)
+        ok = leaf[cand]
+        _count(drops, "not_leaf", int((~ok).sum()))
+        cand = cand[ok]
+    if bl_subs is not None:
+        if links_list is None:
+            links_list = rc["link_id"].to_pylist()
+        subs_c = [sub_subreddit.get(links_list[i], "") for i in cand]
+        missing = np.fromiter((not s for s in subs_c), bool, len(cand))
+        _count(drops, "missing_submission", int(missing.sum()))
+        blocked = np.fromiter((bool(s) and s in bl_subs for s in subs_c), bool, len(cand))
+        _count(drops, "blocked_subreddit", int(blocked.sum()))
+        cand = cand[~(missing | blocked)]
+    scores = pc.fill_null(rc["score"], 0).to_numpy(zero_copy_only=False)
+    ok = scores[cand] >= cfg.min_score
+    _count(drops, "low_score", int((~ok).sum()))
+    cand = cand[ok]
+
+    # -- the walk, vectorized over the surviving targets: ``steps[t, d]`` is the d-th comment walked up
+    #    from target t (newest first), ``length[t]`` how many; ``top[t]``: the walk reached a top-level
+    #    comment (its title tops the path with use_title). As released: an over-long comment ends the
+    #    path below it, a missing parent ends it, a cycle repeats turns (bounded by max_depth).
+    nt = len(cand)
+    depth = max(cfg.max_depth, 0)
+    steps = np.full((nt, depth), -1, dtype=np.int64)
+    length = np.zeros(nt, dtype=np.int64)
+    top = np.zeros(nt, dtype=bool)
+    cur = cand.copy()
+    alive = np.ones(nt, dtype=bool)
+    for d in range(depth):
+        alive &= ~over_long[cur]
+        if not alive.any():
+            break
+        steps[alive, d] = cur[alive]
+        length[alive] += 1
+        p = parent[cur]
+        top |= alive & (p == _PARENT_SUBMISSION)
+        alive &= p >= 0
+        cur = np.where(alive, p, cur)
+    has_title = top if cfg.use_title else np.zeros(nt, dtype=bool)
+    top_comment = steps[np.arange(nt), np.maximum(length - 1, 0)]
+    title_rows: dict[str, int] = {}  # top link_id -> row among the title turns
+    title_of = np.full(nt, -1, dtype=np.int64)
+    if has_title.any():
+        # The released code reads the title of the top comment's link_id (KeyError -> skipped).
+        links_arr = rc["link_id"]
+        ok = np.ones(nt, dtype=bool)
+        for t, link in zip(
+            np.flatnonzero(has_title), links_arr.take(top_comment[has_title]).to_pylist(), strict=True
+        ):
+            if link not in sub_title:
+                ok[t] = False
+            else:
+                title_of[t] = title_rows.setdefault(link, len(title_rows))
+        _count(drops, "missing_submission", int((~ok).sum()))
+        cand, steps, length, has_title, title_of = (a[ok] for a in (cand, steps, length, has_title, title_of))
+        nt = len(cand)
+    n_turns = length + has_title
+    short = n_turns < cfg.min_depth
+    too_long = short & over_long[cand]
+    _count(drops, "target_too_long", int(too_long.sum()))
+    _count(drops, "too_shallow", int((short & ~too_long).sum()))
+    ok = ~short
+    cand, steps, length, has_title, title_of, n_turns = (
+        a[ok] for a in (cand, steps, length, has_title, title_of, n_turns)
+    )
+    nt = len(cand)
+    if nt == 0:
+        return
+
+    # -- the instances, as columns. Turn keys: comment rows 0..n-1, then title rows n + k.
+    n_rows = rc.num_rows
+    keys_2d = np.full((nt, depth + 1), -1, dtype=np.int64)  # [title, oldest, ..., target], -1 padded
+    keys_2d[:, 1:] = steps[:, ::-1]
+    keys_2d[has_title, 0] = n_rows + title_of[has_title]
+    flat = keys_2d.ravel()
+    flat = flat[flat >= 0]
+    offsets = np.zeros(nt + 1, dtype=np.int32)
+    np.cumsum(n_turns, out=offsets[1:])
+    needed = np.unique(flat)
+    needed_rows = needed[needed < n_rows]
+    discard = keys.discard_hashes if keys else None
+
+    def weight(t: str) -> float:
+        if bl_words is not None and bl_words.contains(t):
+            return 0.0
+        if discard and hashlib.sha224(t.encode("utf-8")).hexdigest() in discard:
+            return 0.0
+        return 1.0
+
+    # Each distinct body is normalized once (the normalization is a pure function of the body).
+    bodies = _contiguous(rc["body"].take(needed_rows))
+    enc = pc.dictionary_encode(bodies)
+    uniq_texts = [gpt_normalize(minimal_normalize(b).rstrip()) for b in enc.dictionary.to_pylist()]
+    uniq_weights = [weight(t) for t in uniq_texts]
+    titles = [sub_title[link] for link in title_rows]
+    title_texts = [gpt_normalize("title: " + title_n) for _, title_n in titles]
+    no_values = pa.nulls(len(titles), pa.string())
+    texts = pa.concat_arrays(
+        [pa.array(uniq_texts, pa.string()).take(enc.indices), pa.array(title_texts, pa.string())]
+    )
+    weights = pa.concat_arrays(
+        [
+            pa.array(uniq_weights, pa.float32()).take(enc.indices),
+            pa.array([weight(t) for t in title_texts], pa.float32()),
+        ]
+    )
+    raws = pa.concat_arrays([bodies, pa.array(["title: " + raw for raw, _ in titles], pa.string())])
+    authors = pa.concat_arrays([_contiguous(rc["author"].take(needed_rows)), no_values])
+    # The title turn's id is the target's link_id, filled below.
+    turn_id_vals = pa.concat_arrays([_contiguous(t1ids.take(needed_rows)), no_values])
+    pos = pa.array(np.searchsorted(needed, flat))
+    target_links = rc["link_id"].take(cand)
+    turn_ids = turn_id_vals.take(pos)
+    if has_title.any():
+        # The title turn (the first of its instance) has the target's link_id.
+        is_title = np.zeros(len(flat), dtype=bool)
+        is_title[offsets[:-1][has_title]] = True
+        link_per_turn = target_links.take(pa.array(np.repeat(np.arange(nt), n_turns)))
+        turn_ids = pc.if_else(pa.array(is_title), link_per_turn, turn_ids)
+
+    def lists(values: pa.Array) -> pa.ListArray:
+        return pa.ListArray.from_arrays(pa.array(offsets), values.take(pos))
+
+    subreddits = [sub_subreddit.get(link, "") for link in target_links.to_pylist()]
+    target_ids = t1ids.take(cand)
+    writer.write_columns(
+        {
+            "instance_id": target_ids,
+            "link_id": target_links,
+            "parent_id": pids.take(cand),
+            "target_id": target_ids,
+            "subreddit": pa.array(subreddits, pa.string()),
+            "month": pa.array([month] * nt, pa.string()),
+            "target_score": rc["score"].take(cand),
+            "target_created_utc": rc["created_utc"].take(cand),
+            "turn_ids": pa.ListArray.from_arrays(pa.array(offsets), _contiguous(turn_ids)),
+            "turn_authors": lists(authors),
+            "turns_raw": lists(raws),
+            "turns": lists(texts),
+            "turn_weights": lists(weights),
+            "weights_in_text": pa.array([cfg.weights_in_text] * nt, pa.bool_()),
+        }
+    )
 
 
 def _build_default(cfg, task, comments, submissions, bl_words, bl_subs, writer, stats, extra):

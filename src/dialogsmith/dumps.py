@@ -204,29 +204,58 @@ class Block:
     first_line: int  # 1-based line number of the block's first line
     data: bytes  # complete lines; only the file's last block may lack the final newline
     n_lines: int
+    offset: int = 0  # decoded byte offset of the block's first byte in the file
 
 
 class DumpReader:
     """Iterate a dump file as blocks of whole lines.
 
     Block boundaries depend only on the decoded bytes and ``block_size`` (never on how the decoder
-    happens to chunk its output), so several tasks decoding the same file agree on block indices:
-    slice ``s`` of ``k`` parses the blocks with ``index % k == s``. After iteration: ``lines`` (lines
-    seen, a final unterminated line included), ``error`` ((reason, message) or None), ``tail`` (the
-    bytes of the partial line at the break) and ``error_line`` (its 1-based number).
+    happens to chunk its output), so several tasks decoding the same file agree on them. A slice of
+    the file is a decoded byte range: ``byte_range=(start, stop)`` yields only the blocks whose first
+    byte lies in ``[start, stop)`` (``stop`` None: to the end), skips the others without copying
+    them (their newlines are still counted, for line numbers) and stops decoding at ``stop``; ranges
+    that partition ``[0, inf)`` partition the file's lines. After iteration: ``lines`` (lines seen, a
+    final unterminated line included; up to ``stop`` only), ``error`` ((reason, message) or None),
+    ``tail`` (the bytes of the partial line at the break), ``error_line`` (its 1-based number) and
+    ``error_offset`` (its decoded byte offset: the range holding it owns the error).
     """
 
-    def __init__(self, uri: str, block_size: int = DEFAULT_BLOCK_SIZE):
+    def __init__(
+        self,
+        uri: str,
+        block_size: int = DEFAULT_BLOCK_SIZE,
+        byte_range: tuple[int, int | None] | None = None,
+    ):
         self.uri = uri
         self.block_size = max(1, int(block_size))
+        self.start, self.stop = byte_range if byte_range else (0, None)
         self.lines = 0
         self.error: tuple[str, str] | None = None
         self.tail = b""
         self.error_line = 0
+        self.error_offset = 0
+
+    def owns(self, offset: int) -> bool:
+        return self.start <= offset and (self.stop is None or offset < self.stop)
+
+    def _take(self, buf: bytearray, end: int, index: int, offset: int, final: bool = False):
+        """Consume ``buf[:end]`` as block ``index``; the Block when this reader's range owns it."""
+        if self.owns(offset):
+            data = bytes(buf[:end])
+            n = data.count(b"\n") + (1 if final and not data.endswith(b"\n") else 0)
+            block = Block(index, self.lines + 1, data, n, offset)
+        else:  # not ours: count its lines, copy nothing
+            n = buf.count(b"\n", 0, end) + (1 if final and buf[end - 1] != 10 else 0)
+            block = None
+        del buf[:end]
+        self.lines += n
+        return block
 
     def __iter__(self) -> Iterator[Block]:
         buf = bytearray()
-        index = 0
+        index = offset = 0
+        stop = self.stop
         chunks = decoded_chunks(self.uri)
         try:
             for chunk in chunks:
@@ -238,38 +267,42 @@ class DumpReader:
                         cut = buf.find(b"\n", self.block_size)
                         if cut < 0:
                             break  # one line longer than a block: keep reading
-                    data = bytes(buf[: cut + 1])
-                    del buf[: cut + 1]
-                    n = data.count(b"\n")
-                    yield Block(index, self.lines + 1, data, n)
-                    self.lines += n
+                    block = self._take(buf, cut + 1, index, offset)
+                    offset += cut + 1
                     index += 1
+                    if block is not None:
+                        yield block
+                    if stop is not None and offset >= stop:
+                        chunks.close()  # the rest belongs to later ranges: stop decoding
+                        return
         except DecodeFailure as e:
             self.error = (e.reason, str(e))
             # complete lines before the break are good data; the partial line is the broken one
             cut = buf.rfind(b"\n")
             if cut >= 0:
-                data = bytes(buf[: cut + 1])
-                n = data.count(b"\n")
-                yield Block(index, self.lines + 1, data, n)
-                self.lines += n
+                block = self._take(buf, cut + 1, index, offset)
+                offset += cut + 1
                 index += 1
-                del buf[: cut + 1]
+                if block is not None:
+                    yield block
             self.tail = bytes(buf)
             self.error_line = self.lines + 1
+            self.error_offset = offset
             self.lines += 1  # the line at the break counts as read (and is quarantined once)
             return
         # end of stream: whole lines, then a final line without newline
         while buf:
+            if stop is not None and offset >= stop:
+                return
             cut = buf.rfind(b"\n", 0, self.block_size)
             if cut < 0:
                 cut = buf.find(b"\n", self.block_size)
-            data = bytes(buf[: cut + 1]) if cut >= 0 else bytes(buf)
-            del buf[: len(data)]
-            n = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
-            yield Block(index, self.lines + 1, data, n)
-            self.lines += n
+            end = cut + 1 if cut >= 0 else len(buf)
+            block = self._take(buf, end, index, offset, final=True)
+            offset += end
             index += 1
+            if block is not None:
+                yield block
 
 
 # --- per-line reference semantics ---------------------------------------------------------------
@@ -391,40 +424,75 @@ def head_of(line: bytes) -> str:
 
 _ARROW_TYPE = {"str": pa.string(), "int": pa.int64(), "bool": pa.bool_(), "edited": pa.int64()}
 _CHANGED_RE = re.compile(r"Column\(/([^)/]*)\) changed from (\w+) to (\w+) in row (\d+)")
+_SURROGATE_RE = re.compile(rb"\\u[dD]")
 _ROW_RE = re.compile(r" in row (\d+)\s*$")
 _CONVERT_RE = re.compile(r"Failed to convert JSON to (\w+)")
-_EDITED_FIXES = (
-    (b'"edited":false', b'"edited":null '),
-    (b'"edited": false', b'"edited": null '),
-    (b'"edited":true', b'"edited":null'),
-    (b'"edited": true', b'"edited": null'),
-)
 _LBRACE, _RBRACE, _QUOTE, _SPACE, _COLON = ord("{"), ord("}"), ord('"'), ord(" "), ord(":")
+_NL = ord("\n")
 
 
-def _suspect_lines(arr: np.ndarray, starts: np.ndarray, required: tuple[str, ...]) -> np.ndarray:
-    """Lines where a required key (``"id":``) is followed by something other than a string or null.
+def _key_values(arr: np.ndarray, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Byte offsets of the value that follows each ``"key":`` (one optional space skipped), per key.
 
-    Vectorized over the block (no per-line Python). Inside JSON strings quotes are escaped, so the
-    pattern only matches keys; a nested object's key of the same name gives a false positive, which
-    only sends that line to the slow path.
+    Vectorized over the block (one pass over the colons, shared by all keys). Inside JSON strings
+    quotes are escaped, so the pattern only matches keys (of any nesting level). Measured on a 4 MiB
+    block of 2016 comments: ~6 ms, vs ~17 ms for the bytes.find/replace passes it replaces.
     """
     n = len(arr)
     colons = np.flatnonzero(arr == _COLON)  # ~ one per field; fewer candidates than quotes
     colons = colons[(colons >= 1) & (colons + 2 < n)]
     key_ends = colons[arr[colons - 1] == _QUOTE]
-    hits = []
-    for name in required:
+    before = arr[np.maximum(key_ends - 2, 0)]  # the key's last character, to split keys cheaply
+    out = {}
+    for name in keys:
         key = b'"' + name.encode() + b'"'
-        cand = key_ends[key_ends >= len(key)]
-        for j in range(2, len(key) + 1):  # compare backwards from the closing quote
+        cand = key_ends[(before == key[-2]) & (key_ends >= len(key))]
+        for j in range(3, len(key) + 1):  # compare backwards from the closing quote
             cand = cand[arr[cand - j] == key[-j]]
         after = cand + 1
-        after = after + (arr[after] == _SPACE)
-        value = arr[after]
-        hits.append(after[(value != _QUOTE) & (value != ord("n"))])
-    bad = np.concatenate(hits) if hits else np.zeros(0, dtype=np.int64)
+        out[name] = after + (arr[after] == _SPACE)
+    return out
+
+
+def _suspect_values(arr: np.ndarray, values: dict[str, np.ndarray], required: tuple[str, ...]) -> np.ndarray:
+    """Offsets where a required field holds something other than a string or null (a list, a number…)."""
+    hits = []
+    for name in required:
+        pos = values[name]
+        v = arr[pos]
+        hits.append(pos[(v != _QUOTE) & (v != ord("n"))])
+    return np.concatenate(hits) if hits else np.zeros(0, dtype=np.int64)
+
+
+def _suspect_lines(arr: np.ndarray, starts: np.ndarray, required: tuple[str, ...]) -> np.ndarray:
+    """Lines where a required key (``"id":``) is followed by something other than a string or null.
+
+    A nested object's key of the same name gives a false positive, which only sends that line to the
+    slow path.
+    """
+    bad = _suspect_values(arr, _key_values(arr, required), required)
     return np.unique(np.searchsorted(starts, bad, side="right") - 1)
+
+
+_FALSE = np.frombuffer(b"false", dtype=np.uint8)
+_TRUE = np.frombuffer(b"true", dtype=np.uint8)
+
+
+def _null_booleans(arr: np.ndarray, pos: np.ndarray) -> np.ndarray | None:
+    """``"edited":false``/``true`` -> ``"edited":null `` / ``null`` (same length: offsets stay valid).
+
+    ``edited`` is false or an epoch: no Arrow type holds both, so the booleans become null first.
+    Returns a patched copy of ``arr``, or None when there is nothing to patch."""
+    f = pos[(arr[pos] == ord("f")) & (pos + 5 <= len(arr))]
+    f = f[np.all(arr[f[:, None] + np.arange(5)] == _FALSE, axis=1)]
+    t = pos[(arr[pos] == ord("t")) & (pos + 4 <= len(arr))]
+    t = t[np.all(arr[t[:, None] + np.arange(4)] == _TRUE, axis=1)]
+    if not len(f) and not len(t):
+        return None
+    out = arr.copy()
+    out[f[:, None] + np.arange(5)] = np.frombuffer(b"null ", dtype=np.uint8)
+    out[t[:, None] + np.arange(4)] = np.frombuffer(b"null", dtype=np.uint8)
+    return out
 
 
 def _line_bounds(data: bytes) -> tuple[np.ndarray, np.ndarray]:
@@ -458,6 +526,7 @@ class BlockParser:
         self.declared: dict[str, pa.DataType] = {}
         self.segment_lines = 1 << 30  # rows per Arrow call; shrinks when rows of this file fail
         self.prescan = False  # set once rows of this file failed in Arrow (malformed-heavy files)
+        self.clean_scans = 0  # blocks in a row whose prescan found nothing
 
     # public ------------------------------------------------------------------------------------
     def parse(self, block: Block) -> BlockResult:
@@ -478,13 +547,24 @@ class BlockParser:
         # `{'id': …}` and the like: an object's first key starts with a quote (after optional spaces)
         second = np.minimum(starts + 1, len(data) - 1)
         ok &= (arr[second] == _QUOTE) | (arr[second] == _SPACE) | (arr[second] == _RBRACE)
-        if self.fast and self.prescan:
-            # rows of this file have failed in Arrow before: find required fields holding a
-            # non-string (a list, an object, a number) up front, since each Arrow failure costs a call
-            suspects = _suspect_lines(arr, starts, REQUIRED[self.kind])
-            ok[suspects] = False
-            # the scan costs ~ as much as Arrow failures at a 0.1% rate: keep it only above that
-            self.prescan = len(suspects) * 1000 >= n
+        patched = None
+        if self.fast and (self.prescan or self.kind == COMMENTS):
+            # one vectorized pass over the block's keys: required fields holding a non-string (a list,
+            # an object, a number) go to the slow path up front, since each Arrow failure costs a call;
+            # comments also need their `edited` booleans nulled (see _null_booleans)
+            keys = REQUIRED[self.kind] + (("edited",) if self.kind == COMMENTS else ())
+            values = _key_values(arr, keys)
+            if self.kind == COMMENTS:
+                patched = _null_booleans(arr, values["edited"])
+            if self.prescan or self.kind == COMMENTS:
+                bad = _suspect_values(arr, values, REQUIRED[self.kind])
+                if len(bad):
+                    ok[np.unique(np.searchsorted(starts, bad, side="right") - 1)] = False
+                    self.clean_scans = 0
+                else:
+                    self.clean_scans += 1
+                # the scan costs ~15% of an Arrow call: submissions keep it while rows keep failing
+                self.prescan = self.clean_scans < 8
         if not self.fast:
             ok[:] = False
         elif not _valid_utf8(data):
@@ -495,18 +575,19 @@ class BlockParser:
         if len(fast_lines):
             # spans include each line's newline; a last line without one gets it added
             spans = np.append(starts[1:], len(data)) - starts
+            src = data if patched is None else patched
             if not data.endswith(b"\n"):
-                data_nl = data + b"\n"
+                src = (data if patched is None else patched.tobytes()) + b"\n"
                 spans[-1] += 1
-            else:
-                data_nl = data
             if len(fast_lines) == n:
-                buf = data_nl
+                buf = src
             else:  # drop the slow lines' bytes from the buffer handed to Arrow
                 keep = np.repeat(ok, spans)
-                buf = np.frombuffer(data_nl, dtype=np.uint8)[keep].tobytes()
+                buf = np.frombuffer(src, dtype=np.uint8)[keep]
             offsets = np.concatenate(([0], np.cumsum(spans[fast_lines])))
-            res.tables.extend(self._fast(buf, offsets, fast_lines, slow_lines, block.first_line))
+            # lone surrogate escapes (\\udXXX) make Arrow strings invalid: those segments are checked
+            surrogates = _SURROGATE_RE.search(data) is not None
+            res.tables.extend(self._fast(buf, offsets, fast_lines, slow_lines, block.first_line, surrogates))
         slow_rows = []
         for i in sorted(slow_lines):
             line = data[starts[i] : ends[i]]
@@ -560,7 +641,13 @@ class BlockParser:
         return pa.schema([(name, self.declared.get(name, _ARROW_TYPE[ft])) for name, ft in FIELDS[self.kind]])
 
     def _fast(
-        self, buf: bytes, offsets: np.ndarray, lines: np.ndarray, slow_lines: list[int], first_line: int
+        self,
+        buf,
+        offsets: np.ndarray,
+        lines: np.ndarray,
+        slow_lines: list[int],
+        first_line: int,
+        surrogates: bool = True,
     ) -> list[pa.Table]:
         """Parse ``buf`` with Arrow: row j is block line ``lines[j]``, bytes ``offsets[j]:offsets[j+1]``.
 
@@ -568,13 +655,6 @@ class BlockParser:
         A failing Arrow call wastes the work before the failing row, so the buffer is parsed in
         segments whose size adapts to how often this file's rows fail (whole blocks when none do).
         """
-        if self.kind == COMMENTS:
-            # edited is false or an epoch: no Arrow type holds both, so false/true become null first
-            # (same-length replacements: the line offsets stay valid)
-            for old, new in _EDITED_FIXES:
-                if old in buf:
-                    buf = buf.replace(old, new)
-        surrogates = b"\\ud" in buf or b"\\uD" in buf
         pbuf = pa.py_buffer(buf)
         n = len(lines)
         seg = max(1, self.segment_lines)
@@ -642,6 +722,7 @@ class BlockParser:
         # cost model: a failure wastes ~half a segment, an Arrow call costs ~60 lines of parsing
         if failures * 1000 >= n:
             self.prescan = True
+            self.clean_scans = 0
         if failures:
             self.segment_lines = int(min(n, max(64, math.sqrt(120 * n / failures))))
         else:
