@@ -121,19 +121,21 @@ def test_block_slices_partition_the_file(tmp_path):
     assert sorted(seen) == [(b.first_line, b.data) for b in blocks]
 
 
-@pytest.mark.parametrize("cut_at", [None, 5000, 17000])
+@pytest.mark.parametrize("cut_at", [None, 0.4, 0.9])
 def test_byte_range_slices_partition_the_file(tmp_path, cut_at):
     # what the ingest's slices read: decoded byte ranges; each block and the break belong to one range
-    data = zstd_long(ndjson([comment(i, body="é" * (i % 50)) for i in range(300)]))
-    path = write(tmp_path, "RC_2016-01.zst", data[:cut_at] if cut_at else data)
-    whole = dumps.DumpReader(path, 256)
+    data = zstd_long(ndjson([comment(i, body=f"é {i * 7919 % 10007} " * (i % 50)) for i in range(3000)]))
+    path = write(tmp_path, "RC_2016-01.zst", data[: int(len(data) * cut_at)] if cut_at else data)
+    whole = dumps.DumpReader(path, 4096)
     blocks = list(whole)
+    assert (whole.error is not None) == (cut_at is not None)
     size = sum(len(b.data) for b in blocks)
-    cuts = [0, 1, 700, size // 3, size // 3 + 1, size - 10, size, size + 999]
-    for bounds in ([0, None], [0, size // 2, None], [0, *cuts[1:], None], [0, 700, 701, 5000, None]):
+    assert size > 100_000
+    cuts = sorted({1, 700, size // 3, size // 3 + 1, size - 10, size, size + 999})
+    for bounds in ([0, None], [0, size // 2, None], [0, *cuts, None], [0, 7000, 7001, 50_000, None]):
         seen, errors = [], []
         for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
-            reader = dumps.DumpReader(path, 256, (start, stop))
+            reader = dumps.DumpReader(path, 4096, (start, stop))
             got = list(reader)
             assert all(start <= b.offset and (stop is None or b.offset < stop) for b in got)
             seen += [(b.index, b.first_line, b.data, b.n_lines) for b in got]

@@ -202,6 +202,18 @@ def test_bucket_hash_matches_schemas():
     assert got == [schemas.link_bucket(x, 13) for x in ids]
 
 
+def test_slices_are_contiguous_byte_ranges_balanced_by_work():
+    # one big month beside a small one on 2 cores: the big one's first slice takes a full core's share,
+    # its last slice (which decodes the whole stream) a lighter one that leaves room for the small file
+    cuts = ingest.slice_bounds(4 << 30, (5 << 30) * (1 + ingest.DECODE_COST) / 2, 2)
+    assert len(cuts) == 1 and 0.5 < cuts[0] < 0.75
+    cuts = ingest.slice_bounds(64 << 30, 1 << 30, 8)  # capped: equal work, later slices parse less
+    assert len(cuts) == 7 and all(a < b for a, b in zip(cuts, cuts[1:], strict=False)) and cuts[-1] < 1
+    widths = [b - a for a, b in zip([0, *cuts], [*cuts, 1], strict=True)]
+    assert widths == sorted(widths, reverse=True)
+    assert ingest.slice_bounds(10 << 20, 1 << 20, 8) == []  # small files are never sliced
+
+
 def test_auto_plan_slices_big_files_only():
     assert ingest.auto_slices(10 << 20, 10 << 20, 8) == 1  # small: never sliced
     assert ingest.auto_slices(4 << 30, 4 << 30, 2) == 2  # one big month on 2 cores

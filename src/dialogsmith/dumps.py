@@ -436,7 +436,8 @@ def _key_values(arr: np.ndarray, keys: tuple[str, ...]) -> dict[str, np.ndarray]
 
     Vectorized over the block (one pass over the colons, shared by all keys). Inside JSON strings
     quotes are escaped, so the pattern only matches keys (of any nesting level). Measured on a 4 MiB
-    block of 2016 comments: ~6 ms, vs ~17 ms for the bytes.find/replace passes it replaces.
+    block of 2016 comments: ~9 ms, vs ~17 ms for the bytes.find/replace passes it replaces (plus
+    ~24 ms for the separate required-field scan).
     """
     n = len(arr)
     colons = np.flatnonzero(arr == _COLON)  # ~ one per field; fewer candidates than quotes

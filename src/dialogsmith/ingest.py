@@ -12,11 +12,11 @@ Design (measured, see ../shared/specs/performance-notes.md): Spark only schedule
 collects small stats dicts; the tasks decode, parse (Arrow's C++ JSON reader, see dumps.py) and write
 Arrow/Parquet themselves, because handing rows to the JVM (mapInArrow + DataFrame.write) is ~4x slower.
 
-- Phase 1, one task per (file, slice): decode the whole stream, parse the blocks of its slice
-  (block index mod slices == slice), hash rows to buckets and append them to one staging Arrow IPC
-  file per kind (one record batch per bucket per flush), write quarantine rows straight to Parquet.
-  A big month is cut into slices so that it does not serialize the job: every slice decodes the whole
-  file (zstd decodes ~4-8x faster than we parse) but parses only its share of the blocks.
+- Phase 1, one task per (file, slice): a slice is a range of decoded bytes; the task decodes the
+  stream up to the end of its range, parses the blocks that start in it, hashes rows to buckets and
+  appends them to one staging Arrow IPC file per kind (one record batch per bucket per flush), and
+  writes quarantine rows straight to Parquet. A big month is cut into slices so that it does not
+  serialize the job; cuts balance work (parsing the range + decoding up to its end, see plan()).
   Concurrent decoders per machine are bounded by an flock semaphore (``--max-decoders``): each open
   zstd decoder may hold a 2 GiB window.
 - Phase 2, one task per group of buckets: read the bucket's batches from every staging file, drop
@@ -350,7 +350,9 @@ class _Stager:
             fs, path = fsutil.resolve(self.path)
             fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
             self.sink = fs.open_output_stream(path)
-            self.writer = ipc.new_file(self.sink, self.schema, options=ipc.IpcWriteOptions(compression=STAGING_COMPRESSION))
+            self.writer = ipc.new_file(
+                self.sink, self.schema, options=ipc.IpcWriteOptions(compression=STAGING_COMPRESSION)
+            )
         for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
             if hi <= lo:
                 continue
