@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -45,23 +44,7 @@ def wheel_zip(tmp_path_factory) -> Path:
         from dialogsmith.spark import package_zip
 
         return Path(package_zip())
-    dist = tmp_path_factory.mktemp("dist")
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "-q",
-            "--no-deps",
-            "--no-build-isolation",
-            "-w",
-            str(dist),
-            str(REPO),
-        ],
-        check=True,
-    )
-    return cl.dist_package(dist)
+    return cl.dist_package(tmp_path_factory.mktemp("dist"), build=True)
 
 
 @pytest.fixture(scope="module")
