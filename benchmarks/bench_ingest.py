@@ -5,7 +5,10 @@
 Rows:
 - baseline  one core: zstd stream decode (2 GiB window) + ``orjson.loads`` of every line, nothing kept
 - ingest    the whole Spark job (dialogsmith.ingest.run): decode, parse, type, bucket, dedup, Parquet
-            write, stats; Spark start-up reported separately and excluded
+            write, stats. Spark start-up (JVM, one Python worker per core with the package imported) is
+            reported separately and excluded. The job runs --runs times: the first run also pays the
+            JVM's JIT warm-up (~1 s here); the steady-state row is the best of the runs, and the baseline
+            is likewise the best of --runs passes.
 Rates are lines/s and decoded MB/s; the ingest rate is divided by the cores Spark uses (per core).
 Goal (issue 2): ingest per core >= 50% of the baseline.
 
@@ -71,10 +74,18 @@ def baseline(files: list[Path]) -> tuple[int, int, float, float]:
     return lines, nbytes, time.perf_counter() - t, time.process_time() - c
 
 
+def _warm_worker(_):
+    import dialogsmith.ingest  # noqa: F401  (pyarrow, numpy, zstandard with it)
+
+    time.sleep(0.5)  # hold the core so that every partition gets its own worker
+    yield 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--comments", type=int, default=1_000_000, help="comments in the generated month")
     p.add_argument("--master", default=None, help="Spark master (default local[*])")
+    p.add_argument("--runs", type=int, default=2, help="ingest runs (and baseline passes); default 2")
     p.add_argument(
         "--work", default=str(REPO / "data" / "bench" / "ingest"), help="cache for the generated month"
     )
@@ -85,23 +96,29 @@ def main(argv: list[str] | None = None) -> int:
     files = sorted(dump_dir.glob("R[CS]_*"))
     in_bytes = sum(f.stat().st_size for f in files)
 
-    base_lines, base_bytes, base_s, base_cpu = baseline(files)
+    passes = [baseline(files) for _ in range(max(1, args.runs))]
+    base_lines, base_bytes, base_s, base_cpu = min(passes, key=lambda r: r[2])
     base_rate = base_lines / base_s
 
     from dialogsmith.spark import get_spark
 
     t = time.perf_counter()
     spark = get_spark("bench-ingest", master=args.master)
-    spark.sparkContext.parallelize([0], 1).count()  # start the Python workers too
-    start_s = time.perf_counter() - t
     cores = spark.sparkContext.defaultParallelism
+    # start one Python worker per core, with the package imported (part of start-up, not of the job)
+    spark.sparkContext.parallelize(range(cores), cores).mapPartitions(_warm_worker).collect()
+    start_s = time.perf_counter() - t
 
     out = work / "out"
     iargs = ingest.build_parser().parse_args(["--input", str(dump_dir), "--output", str(out)])
-    t = time.perf_counter()
-    stats = ingest.run(iargs, spark=spark)
-    job_s = time.perf_counter() - t
+    runs = []
+    for _ in range(max(1, args.runs)):
+        t = time.perf_counter()
+        stats = ingest.run(iargs, spark=spark)
+        runs.append((time.perf_counter() - t, stats))
     spark.stop()
+    first_s = runs[0][0]
+    job_s, stats = min(runs, key=lambda r: r[0])
 
     rate = stats.rows_in / job_s
     per_core = rate / cores
@@ -123,7 +140,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'baseline decode+parse, 1 core':28s}{base_rate:12,.0f}{mb / base_s:10.1f}")
     print(f"{'ingest, whole job':28s}{rate:12,.0f}{mb / job_s:10.1f}")
     print(f"{'ingest, per core':28s}{per_core:12,.0f}{mb / job_s / cores:10.1f}")
-    print(f"ratio ingest per core / baseline: {per_core / base_rate:.2f}  (goal >= 0.50)")
+    first_core = stats.rows_in / first_s / cores
+    print(f"{'ingest, per core, 1st run':28s}{first_core:12,.0f}{mb / first_s / cores:10.1f}")
+    print(
+        f"job wall s per run: {', '.join(f'{r[0]:.2f}' for r in runs)}; baseline s per pass: "
+        f"{', '.join(f'{r[2]:.2f}' for r in passes)}"
+    )
+    print(
+        f"ratio ingest per core / baseline: {per_core / base_rate:.2f} steady state, "
+        f"{first_core / base_rate:.2f} first run  (goal >= 0.50)"
+    )
     # The same comparison in CPU seconds (time.process_time of the baseline loop and of every Spark
     # Python task; JVM and driver excluded): meaningful when other work shares the machine's cores.
     task_cpu = sum(stats.extra["task_cpu_seconds"].values())

@@ -205,6 +205,7 @@ class Block:
     data: bytes  # complete lines; only the file's last block may lack the final newline
     n_lines: int
     offset: int = 0  # decoded byte offset of the block's first byte in the file
+    newlines: np.ndarray | None = None  # offsets of the "\n" bytes in data (the reader finds them anyway)
 
 
 class DumpReader:
@@ -243,8 +244,10 @@ class DumpReader:
         """Consume ``buf[:end]`` as block ``index``; the Block when this reader's range owns it."""
         if self.owns(offset):
             data = bytes(buf[:end])
-            n = data.count(b"\n") + (1 if final and not data.endswith(b"\n") else 0)
-            block = Block(index, self.lines + 1, data, n, offset)
+            # one vectorized pass finds the newlines: they count the lines here and cut them in the parser
+            newlines = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == _NL)
+            n = len(newlines) + (1 if final and not data.endswith(b"\n") else 0)
+            block = Block(index, self.lines + 1, data, n, offset, newlines)
         else:  # not ours: count its lines, copy nothing
             n = buf.count(b"\n", 0, end) + (1 if final and buf[end - 1] != 10 else 0)
             block = None
@@ -423,8 +426,8 @@ def head_of(line: bytes) -> str:
 # --- block parsing ------------------------------------------------------------------------------
 
 _ARROW_TYPE = {"str": pa.string(), "int": pa.int64(), "bool": pa.bool_(), "edited": pa.int64()}
-_CHANGED_RE = re.compile(r"Column\(/([^)/]*)\) changed from (\w+) to (\w+) in row (\d+)")
 _SURROGATE_RE = re.compile(rb"\\u[dD]")
+_CHANGED_RE = re.compile(r"Column\(/([^)/]*)\) changed from (\w+) to (\w+) in row (\d+)")
 _ROW_RE = re.compile(r" in row (\d+)\s*$")
 _CONVERT_RE = re.compile(r"Failed to convert JSON to (\w+)")
 _LBRACE, _RBRACE, _QUOTE, _SPACE, _COLON = ord("{"), ord("}"), ord('"'), ord(" "), ord(":")
@@ -496,10 +499,9 @@ def _null_booleans(arr: np.ndarray, pos: np.ndarray) -> np.ndarray | None:
     return out
 
 
-def _line_bounds(data: bytes) -> tuple[np.ndarray, np.ndarray]:
+def _line_bounds(data: bytes, newlines: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(starts, ends) byte offsets of each line, ends exclusive of the newline."""
-    arr = np.frombuffer(data, dtype=np.uint8)
-    nl = np.flatnonzero(arr == 10)
+    nl = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == _NL) if newlines is None else newlines
     starts = np.concatenate(([0], nl + 1)).astype(np.int64)
     ends = np.concatenate((nl, [len(data)])).astype(np.int64)
     if data.endswith(b"\n") or not data:
@@ -537,7 +539,7 @@ class BlockParser:
             return res
         if self.kind is None:
             self._sniff(data)
-        starts, ends = _line_bounds(data)
+        starts, ends = _line_bounds(data, block.newlines)
         n = len(starts)
         arr = np.frombuffer(data, dtype=np.uint8)
         # lines the fast path can take: {...} on one line, valid UTF-8
@@ -582,9 +584,15 @@ class BlockParser:
                 spans[-1] += 1
             if len(fast_lines) == n:
                 buf = src
-            else:  # drop the slow lines' bytes from the buffer handed to Arrow
-                keep = np.repeat(ok, spans)
-                buf = np.frombuffer(src, dtype=np.uint8)[keep]
+            else:  # drop the slow lines' bytes: join the runs of fast lines between them (memcpy)
+                view = memoryview(src)
+                slow = np.flatnonzero(~ok)
+                lo = np.concatenate(([0], slow + 1))
+                hi = np.append(slow, n)
+                run = hi > lo
+                line_end = np.append(starts[1:], len(src))
+                cuts = zip(starts[lo[run]].tolist(), line_end[hi[run] - 1].tolist(), strict=True)
+                buf = b"".join(view[a:b] for a, b in cuts)
             offsets = np.concatenate(([0], np.cumsum(spans[fast_lines])))
             # lone surrogate escapes (\\udXXX) make Arrow strings invalid: those segments are checked
             surrogates = _SURROGATE_RE.search(data) is not None
