@@ -104,3 +104,13 @@ def test_whitespace_token_counts_match_python_split():
     texts += ["".join(rng.choice(pool) for _ in range(rng.randint(0, 8))) for _ in range(5000)]
     got = whitespace_token_counts(pa.array(texts + [None])).to_pylist()
     assert got == [len(t.split()) for t in texts] + [None]
+    # all-ASCII arrays take the numpy path: every ASCII whitespace, sliced and chunked arrays, nulls
+    ascii_pool = [chr(c) for c in range(128) if chr(c).isspace()] + ["a", "b", "\\", "x y"]
+    texts = ["", " ", "a", *(t for t in spaces if t.isascii())]
+    texts += ["".join(rng.choice(ascii_pool) for _ in range(rng.randint(0, 9))) for _ in range(5000)]
+    arr = pa.array([None, *texts, None])
+    want = [None, *(len(t.split()) for t in texts), None]
+    assert whitespace_token_counts(arr).to_pylist() == want
+    assert whitespace_token_counts(arr.slice(7, 900)).to_pylist() == want[7:907]
+    chunked = pa.chunked_array([arr.slice(0, 100), arr.slice(100)])
+    assert whitespace_token_counts(chunked).to_pylist() == want

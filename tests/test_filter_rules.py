@@ -11,6 +11,7 @@ from filter_helpers import instance, table
 from dialogsmith.filter import engine, profiles, rules, wordlists
 from dialogsmith.filter.profiles import FilterParams, bland_threshold, make_profile
 from dialogsmith.filter.rules import RULES, InstanceView
+from dialogsmith.text.blocklist import Blocklist
 
 P = FilterParams()
 
@@ -172,7 +173,10 @@ def test_vectorized_rules_equal_per_instance_rules_on_random_text():
     rows.append(instance(["a " * 150, "b " * 60]))
     batch, _ = engine.make_batch(table(rows))
     assert batch.fast.any() and (~batch.fast).any()
-    params = FilterParams(subreddits=frozenset({"pics"}), frequent=frozenset({"a b a"}))
+    params = FilterParams(
+        subreddits=frozenset({"pics"}), frequent=frozenset({"a b a"}), words=Blocklist(["beep", "the"])
+    )
+    assert any(rule_fails for rule_fails in RULES["blocklisted_word"].vector(batch, params))
     for rule in RULES.values():
         if rule.vector is None:
             continue

@@ -2,7 +2,8 @@
 
 Configs A-D of ../shared/specs/dialogpt-extractor.md ("Golden configs"), both months: our
 OUT/<month>.tsv sorted bytewise == the gunzipped expected/<config>/<month>.tsv.gz. The pipeline runs
-through the make target's code path (filter/dialogpt_tsv.py → dialogsmith.filter.dialogpt_tsv.main).
+through the make target's code path (filter/dialogpt_tsv.py → dialogsmith.filter.dialogpt_tsv.main),
+in both of its modes (one task per month, and the staged ingest -> instances -> filter).
 """
 
 from __future__ import annotations
@@ -24,15 +25,16 @@ CONFIGS = {
 MONTHS = ("2011-01", "2011-02")
 
 
+@pytest.mark.parametrize("mode", ["fused", "staged"])
 @pytest.mark.parametrize("config", sorted(CONFIGS))
-def test_golden_config(spark, shared_dir, tmp_path, config):
+def test_golden_config(spark, shared_dir, tmp_path, config, mode):
     golden = shared_dir / "golden" / "dialogpt-extractor"
     flags = [f.format(golden=golden) for f in CONFIGS[config]]
     lists = ["--bl_words", str(golden / "lists" / "words.blocklist.txt"),
              "--bl_subreddits", str(golden / "lists" / "subreddits.blocklist.txt")]  # fmt: skip
     out = tmp_path / "out"
     stats = dialogpt_tsv.main(
-        ["--dumps", str(golden / "dumps"), "--output", str(out), "--quiet", *flags, *lists]
+        ["--dumps", str(golden / "dumps"), "--output", str(out), "--quiet", "--mode", mode, *flags, *lists]
     )
     stats.check()
     total = 0

@@ -389,8 +389,11 @@ def sniff_kind(obj) -> str | None:
     return None
 
 
-def parse_line(line: bytes, kind: str) -> dict:
-    """One dump line -> a row dict of the kind's fields (no month/source/line); raises Quarantined."""
+def parse_line(line: bytes, kind: str, fields: list[tuple[str, str]] | None = None) -> dict:
+    """One dump line -> a row dict of the kind's fields (or of ``fields``; no month/source/line).
+
+    Raises Quarantined. Only the fields read are typed: a projection does not quarantine a line for
+    a field it does not read."""
     if not line.strip():
         raise Quarantined(EMPTY_LINE, "blank line")
     try:
@@ -408,7 +411,7 @@ def parse_line(line: bytes, kind: str) -> dict:
     if missing:
         raise Quarantined(MISSING_FIELD, "missing " + ", ".join(missing))
     row = {}
-    for name, ftype in FIELDS[kind]:
+    for name, ftype in fields or FIELDS[kind]:
         v = obj.get(name)
         if name in required and type(v) is not str:
             raise Quarantined(BAD_TYPE, f"{name}: expected a string, got {type(v).__name__}")
@@ -521,8 +524,16 @@ class BlockParser:
     """Parse blocks of one file. Keeps, per file, the Arrow types that the file's era needs
     (e.g. ``created_utc`` as string in 2007-11..2015-11), learnt from the first conflicts."""
 
-    def __init__(self, source: str, kind: str | None, month: str | None, fast: bool = True):
+    def __init__(
+        self,
+        source: str,
+        kind: str | None,
+        month: str | None,
+        fast: bool = True,
+        columns: tuple[str, ...] | None = None,
+    ):
         self.source = source
+        self.columns = columns  # None: every field of the kind; else a projection (required fields always)
         self.kind = kind  # None: sniffed from the first object with parent_id/title
         self.month = month  # None: from each row's created_utc (UTC)
         self.fast = fast
@@ -530,6 +541,22 @@ class BlockParser:
         self.segment_lines = 1 << 30  # rows per Arrow call; shrinks when rows of this file fail
         self.prescan = False  # set once rows of this file failed in Arrow (malformed-heavy files)
         self.clean_scans = 0  # blocks in a row whose prescan found nothing
+
+    @property
+    def fields(self) -> list[tuple[str, str]]:
+        """The (name, type) fields read: the kind's, or the projection's plus the required ones."""
+        if self.columns is None:
+            return FIELDS[self.kind]
+        keep = {*self.columns, *REQUIRED[self.kind]} | ({"created_utc"} if self.month is None else set())
+        return [(n, t) for n, t in FIELDS[self.kind] if n in keep]
+
+    @property
+    def output_schema(self) -> pa.Schema:
+        schema = OUTPUT_SCHEMA[self.kind]
+        if self.columns is None:
+            return schema
+        read = {n for n, _ in self.fields} | {"link_id", "month", "source", "line"}
+        return pa.schema([f for f in schema if f.name in read])
 
     # public ------------------------------------------------------------------------------------
     def parse(self, block: Block) -> BlockResult:
@@ -551,15 +578,16 @@ class BlockParser:
         second = np.minimum(starts + 1, len(data) - 1)
         ok &= (arr[second] == _QUOTE) | (arr[second] == _SPACE) | (arr[second] == _RBRACE)
         patched = None
-        if self.fast and (self.prescan or self.kind == COMMENTS):
+        edited = self.kind == COMMENTS and any(name == "edited" for name, _ in self.fields)
+        if self.fast and (self.prescan or edited):
             # one vectorized pass over the block's keys: required fields holding a non-string (a list,
             # an object, a number) go to the slow path up front, since each Arrow failure costs a call;
             # comments also need their `edited` booleans nulled (see _null_booleans)
-            keys = REQUIRED[self.kind] + (("edited",) if self.kind == COMMENTS else ())
+            keys = REQUIRED[self.kind] + (("edited",) if edited else ())
             values = _key_values(arr, keys)
-            if self.kind == COMMENTS:
+            if edited:
                 patched = _null_booleans(arr, values["edited"])
-            if self.prescan or self.kind == COMMENTS:
+            if self.prescan or edited:
                 bad = _suspect_values(arr, values, REQUIRED[self.kind])
                 if len(bad):
                     ok[np.unique(np.searchsorted(starts, bad, side="right") - 1)] = False
@@ -601,7 +629,7 @@ class BlockParser:
         for i in sorted(slow_lines):
             line = data[starts[i] : ends[i]]
             try:
-                row = parse_line(line, self.kind)
+                row = parse_line(line, self.kind, self.fields)
             except Quarantined as q:
                 res.quarantine.append(self._qrow(block.first_line + i, q.reason, q.detail, line))
                 res.quarantined[q.reason] += 1
@@ -647,7 +675,7 @@ class BlockParser:
         }
 
     def _schema(self) -> pa.Schema:
-        return pa.schema([(name, self.declared.get(name, _ARROW_TYPE[ft])) for name, ft in FIELDS[self.kind]])
+        return pa.schema([(name, self.declared.get(name, _ARROW_TYPE[ft])) for name, ft in self.fields])
 
     def _fast(
         self,
@@ -765,7 +793,7 @@ class BlockParser:
 
     def _widen_int_columns(self) -> bool:
         changed = False
-        for name, ftype in FIELDS[self.kind]:
+        for name, ftype in self.fields:
             if ftype in ("int", "edited") and self.declared.get(name, pa.int64()) == pa.int64():
                 self.declared[name] = pa.float64()
                 changed = True
@@ -776,7 +804,7 @@ class BlockParser:
         kind = self.kind
         bad = None
         cols = {}
-        for name, ftype in FIELDS[kind]:
+        for name, ftype in self.fields:
             col = table.column(name)
             target = _ARROW_TYPE[ftype]
             if col.type != target:
@@ -792,14 +820,14 @@ class BlockParser:
         return table, bad
 
     def _slow_table(self, rows: list[dict]) -> pa.Table:
-        fields = [(name, _ARROW_TYPE[ft]) for name, ft in FIELDS[self.kind]]
+        fields = [(name, _ARROW_TYPE[ft]) for name, ft in self.fields]
         schema = pa.schema([*fields, ("line", pa.int64())])
         return pa.Table.from_pylist(rows, schema=schema)
 
     def _finish(self, table: pa.Table) -> pa.Table:
         """Kind fields + line -> the output schema (derived link_id, month, source)."""
         n = table.num_rows
-        cols = {name: table.column(name) for name, _ in FIELDS[self.kind]}
+        cols = {name: table.column(name) for name, _ in self.fields}
         if self.kind == SUBMISSIONS:
             cols["link_id"] = pc.binary_join_element_wise("t3_", cols["id"], "")
         if self.month is not None:
@@ -809,7 +837,7 @@ class BlockParser:
             cols["month"] = pc.strftime(ts, format="%Y-%m")
         cols["source"] = pa.repeat(pa.scalar(self.source), n)
         cols["line"] = table.column("line")
-        schema = OUTPUT_SCHEMA[self.kind]
+        schema = self.output_schema
         return pa.table([cols[f.name] for f in schema], schema=schema)
 
 

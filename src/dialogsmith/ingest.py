@@ -433,30 +433,38 @@ def _phase1_partition(items):
 # --- phase 2: dedup and write buckets ------------------------------------------------------------
 
 
-def dedup_first(table: pa.Table) -> pa.Table:
-    """Rows with distinct ids, keeping for each id the first by (source, line); order otherwise kept.
+def later_duplicates(ids, sources, lines: np.ndarray) -> np.ndarray:
+    """Mask of the rows whose id occurred before, by (source, line): every copy of an id but the first.
 
-    Only the (few) rows whose id occurs more than once are sorted; the table is filtered once."""
-    n = table.num_rows
+    A 32-bit hash (crc32, vectorized) finds the candidate rows, ids that share a hash; only those (the
+    duplicates plus ~n²/2³³ collisions) are compared exactly. Measured on 0.9M comment ids: ~0.1 s,
+    vs ~0.4 s for a dictionary encoding of all ids."""
+    n = len(lines)
+    later = np.zeros(n, dtype=bool)
     if n == 0:
-        return table
-    # one hash pass: dictionary codes of the ids (a count_distinct + value_counts + is_in took 3)
-    ids = pc.dictionary_encode(table.column("id").combine_chunks())
-    if len(ids.dictionary) == n:
-        return table
-    codes = ids.indices.to_numpy(zero_copy_only=False)
-    rows = np.flatnonzero(np.bincount(codes, minlength=len(ids.dictionary))[codes] > 1)
-    sub = table.select(["id", "source", "line"]).take(pa.array(rows))
+        return later
+    _, inverse, counts = np.unique(crc32_strings(ids), return_inverse=True, return_counts=True)
+    cand = np.flatnonzero(counts[inverse] > 1)
+    if not len(cand):
+        return later
+    take = pa.array(cand)
+    sub = pa.table({"id": ids.take(take), "source": sources.take(take), "line": pa.array(lines[cand])})
     order = pc.sort_indices(
         sub, [("id", "ascending"), ("source", "ascending"), ("line", "ascending")]
     ).to_numpy()
     sorted_ids = sub.column("id").take(pa.array(order)).to_numpy(zero_copy_only=False)
-    later = np.ones(len(order), dtype=bool)
-    later[0] = False
-    later[1:] = sorted_ids[1:] == sorted_ids[:-1]  # same id as the row before: not the first copy
-    keep = np.ones(n, dtype=bool)
-    keep[rows[order[later]]] = False
-    return table.filter(pa.array(keep))
+    again = np.zeros(len(order), dtype=bool)
+    again[1:] = sorted_ids[1:] == sorted_ids[:-1]  # same id as the row before: not the first copy
+    later[cand[order[again]]] = True
+    return later
+
+
+def dedup_first(table: pa.Table) -> pa.Table:
+    """Rows with distinct ids, keeping for each id the first by (source, line); order otherwise kept."""
+    if table.num_rows == 0:
+        return table
+    later = later_duplicates(table.column("id"), table.column("source"), table.column("line").to_numpy())
+    return table.filter(pa.array(~later)) if later.any() else table
 
 
 def phase2_task(task: dict, conf: dict) -> dict:

@@ -208,7 +208,11 @@ def read_task(task: dict) -> pa.Table:
 
 
 def _prepared(task: dict, profile: Profile):
-    table = read_task(task)
+    return prepare_table(read_task(task), profile)
+
+
+def prepare_table(table: pa.Table, profile: Profile):
+    """(table, malformed mask, well-formed rows, their rule batch, the turns the rules judged)."""
     bad = engine.malformed_mask(table)
     good = table.filter(pa.array(~bad)) if bad.any() else table
     batch, turns_out = engine.make_batch(good, profile.params.unescape_html)
@@ -232,7 +236,23 @@ def task_pair_keys(task: dict, profile: Profile, frequent) -> list[tuple[bytes, 
     return [(k, (int(c), i)) for k, c, i in zip(keys, created, ids, strict=True)]
 
 
-def _concat_lines(lines: pa.Array) -> bytes:
+def drop_counts(codes: np.ndarray, names: list[str], bad: np.ndarray) -> Counter:
+    """Dropped instances per reason: ``codes`` index ``names`` (-1 = kept), ``bad`` = malformed rows."""
+    dropped = Counter({engine.MALFORMED: int(bad.sum())}) if bad.any() else Counter()
+    for k, n in zip(*np.unique(codes[codes >= 0], return_counts=True), strict=True):
+        dropped[names[k]] += int(n)
+    return dropped
+
+
+def tsv_lines(kept: pa.Table, src, tgt):
+    """DialoGPT TSV lines (no newline): ``link_id,parent_id,target_id<TAB>src<TAB>tgt``."""
+    header = pc.binary_join_element_wise(
+        kept.column("link_id"), kept.column("parent_id"), kept.column("target_id"), ","
+    )
+    return pc.binary_join_element_wise(header, src, tgt, "\t")
+
+
+def concat_lines(lines: pa.Array) -> bytes:
     """The bytes of all strings of a (fresh, null-free) string array, each followed by a newline."""
     arr = pc.binary_join_element_wise(lines, pa.scalar("\n"), "")
     arr = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
@@ -263,9 +283,7 @@ def task_final(task: dict, profile: Profile, frequent, winners, opts: dict) -> d
             if w is not None and w != i:
                 codes[row] = len(rules)
     out, part = opts["out"], f"part-{task['index']:05d}"
-    dropped = Counter({engine.MALFORMED: int(bad.sum())}) if bad.any() else Counter()
-    for k, n in zip(*np.unique(codes[codes >= 0], return_counts=True), strict=True):
-        dropped[names[k]] += int(n)
+    dropped = drop_counts(codes, names, bad)
 
     # dropped/: every removed instance with its reason
     drop_rows = np.nonzero(codes >= 0)[0]
@@ -305,17 +323,14 @@ def task_final(task: dict, profile: Profile, frequent, winners, opts: dict) -> d
     if opts["tsv"] or opts["refs"]:
         src, tgt = batch.src.take(keep_arr), batch.tgt.take(keep_arr)
     if opts["tsv"] and len(keep):
-        header = pc.binary_join_element_wise(
-            kept.column("link_id"), kept.column("parent_id"), kept.column("target_id"), ","
-        )
-        lines = pc.binary_join_element_wise(header, src, tgt, "\t")
+        lines = tsv_lines(kept, src, tgt)
         month = kept.column("month").combine_chunks()
         for m in sorted(set(pc.unique(month).to_pylist())):
             sel = pc.equal(month, m)
             months[m or "unknown"] = int(pc.sum(sel).as_py())
             fsutil.write_bytes(
                 fsutil.join(out, "_tsv_parts", "month", m or "unknown", f"{part}.tsv"),
-                _concat_lines(lines.filter(sel)),
+                concat_lines(lines.filter(sel)),
             )
         if opts["split_tsv"]:
             two = pc.binary_join_element_wise(src, tgt, "\t")
@@ -323,7 +338,7 @@ def task_final(task: dict, profile: Profile, frequent, winners, opts: dict) -> d
                 if split_counts[s]:
                     fsutil.write_bytes(
                         fsutil.join(out, "_tsv_parts", "split", s, f"{part}.tsv"),
-                        _concat_lines(two.filter(pa.array(split == j))),
+                        concat_lines(two.filter(pa.array(split == j))),
                     )
     if opts["refs"]:
         test = np.nonzero(split == 2)[0]

@@ -137,6 +137,15 @@ def blocklisted_word(v: InstanceView, p) -> str | None:
     return "blocklisted_word" if p.words.contains(v.tgt) else None
 
 
+def _blocklisted_word_vec(b: Batch, p) -> np.ndarray:
+    out = np.zeros(b.n, dtype=bool)
+    if p.words is None:
+        return out
+    rows = np.flatnonzero(~b.weights_in_text)
+    out[rows] = [p.words.contains(t) for t in b.tgt.take(pa.array(rows)).to_pylist()]
+    return out
+
+
 def tgt_too_short(v: InstanceView, p) -> str | None:
     return "tgt_too_short" if len(v.tgt.split()) <= 1 else None
 
@@ -347,7 +356,11 @@ RULES: dict[str, Rule] = {
     r.name: r
     for r in (
         Rule(
-            "blocklisted_word", blocklisted_word, doc="tgt contains a blocklisted word (leaves_only off only)"
+            "blocklisted_word",
+            blocklisted_word,
+            _blocklisted_word_vec,
+            exact_all=True,  # the same check, without building a per-row view
+            doc="tgt contains a blocklisted word (leaves_only off only)",
         ),
         Rule("tgt_too_short", tgt_too_short, _tgt_too_short_vec, doc="tgt has at most 1 whitespace token"),
         Rule("long_token", long_token, _long_token_vec, doc="a tgt token longer than max_token_chars (30)"),
