@@ -11,6 +11,9 @@ machine does not skew the ratios; the Spark row is wall time under local[1]):
                          scheduling, commit, manifest included)
 - slow Python GPT-2 BPE  one text at a time (dialogsmith.bpe_reference = the Python GPT2Tokenizer of DialoGPT's
                          prepro; baseline b). transformers >= 5's GPT2Tokenizer is Rust-backed: shown too.
+- transformers<5 GPT2Tokenizer (Python)  with --slow-python: the pure-Python class of transformers 4.x, run
+                         by another interpreter (python -m venv /tmp/hf4 && /tmp/hf4/bin/pip install
+                         "transformers==4.57.*"); its per-call overhead makes it ~3x slower than the bare BPE.
 Texts: synthetic Reddit-like sentences, or the turns of a filter stage output (--input).
 """
 
@@ -142,6 +145,40 @@ def best_interleaved(fns: dict, rounds: int = 3) -> dict[str, float]:
     return best
 
 
+_LEGACY = """
+import json, sys, time
+import transformers
+from transformers import GPT2Tokenizer  # < 5: the pure-Python class (GPT2TokenizerFast is the Rust one)
+assert int(transformers.__version__.split(".")[0]) < 5, transformers.__version__
+tok_dir, texts = sys.argv[1], json.load(sys.stdin)
+tok = GPT2Tokenizer(tok_dir + "/vocab.json", tok_dir + "/merges.txt")
+t0 = time.process_time()
+ids = [tok.encode(t) for t in texts]  # one text at a time, fresh word cache
+print(json.dumps({"seconds": time.process_time() - t0, "ids": ids, "version": transformers.__version__}))
+"""
+
+
+def legacy_slow_tps(python: str, tok_dir: str, sample: list[str], fast_ids: list[list[int]]) -> float:
+    """tokens/s of transformers < 5's pure-Python GPT2Tokenizer, run by ``python`` on ``sample``."""
+    import json
+    import subprocess
+
+    res = subprocess.run(
+        [python, "-c", _LEGACY, tok_dir],
+        input=json.dumps(sample),
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "TRANSFORMERS_VERBOSITY": "error"},
+    )
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    same = sum(a == b for a, b in zip(out["ids"], fast_ids, strict=True))
+    print(
+        f"transformers {out['version']} GPT2Tokenizer vs fast tokenizer: {same}/{len(sample)} identical ids"
+    )
+    return sum(map(len, fast_ids)) / out["seconds"]
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--instances", type=int, default=40_000, help="synthetic instances (default 40000)")
@@ -152,6 +189,12 @@ def main(argv=None) -> int:
         "--tokenizer", default=None, help="dir with vocab.json + merges.txt (default ../shared/gpt2)"
     )
     p.add_argument("--slow-texts", type=int, default=3000, help="texts for the slow one-at-a-time baseline")
+    p.add_argument(
+        "--slow-python",
+        default=None,
+        help="a Python interpreter with transformers < 5 installed (e.g. a venv with transformers==4.57.*): "
+        "adds a row for its pure-Python GPT2Tokenizer, one text at a time, on the same sample",
+    )
     p.add_argument(
         "--shape",
         choices=["thread", "flat"],
@@ -252,6 +295,10 @@ def main(argv=None) -> int:
         if not args.no_spark:
             tps["stage Spark job local[1] (wall)"] = n_tokens / spark_wall
         tps["transformers GPT2Tokenizer 1-at-a-time"] = hf_tps
+        if args.slow_python:
+            tps["transformers<5 GPT2Tokenizer (Python)"] = legacy_slow_tps(
+                args.slow_python, tok_dir, sample, fast_ids
+            )
         tps["slow Python GPT-2 BPE 1-at-a-time"] = slow_tps
         raw = tps["raw encode_batch"]
         print(f"{'':34s} {'tokens/s/core':>14s} {'vs encode_batch':>16s} {'vs slow':>9s}")
@@ -263,6 +310,12 @@ def main(argv=None) -> int:
             f"({'met' if stage / raw >= 0.7 else 'NOT met'}); >= 50x slow path: {stage / slow_tps:.0f}x "
             f"({'met' if stage / slow_tps >= 50 else 'NOT met'})"
         )
+        legacy = tps.get("transformers<5 GPT2Tokenizer (Python)")
+        if legacy:
+            print(
+                f"       >= 50x transformers<5's Python GPT2Tokenizer: {stage / legacy:.0f}x "
+                f"({'met' if stage / legacy >= 50 else 'NOT met'})"
+            )
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0

@@ -22,6 +22,8 @@ def dumps_dir(tmp_path_factory):
     d = tmp_path_factory.mktemp("dumps")
     report = generate(d, SynthConfig(months=MONTHS, comments_per_month=6000, seed=7))
     assert report.duplicates > 0 and report.quarantine  # the cases the modes must agree on
+    cut = d / "RC_2016-02.zst"  # and a file cut in the middle (truncated_file, lines before it kept)
+    cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 2])
     return d, report
 
 
@@ -50,12 +52,16 @@ def test_fused_and_staged_modes_agree(spark, dumps_dir, tmp_path):
     for stage in ("extract", "instances", "filter"):
         assert _stats(fused, stage) == _stats(staged, stage), stage
     ex = json.loads((fused / "stats" / "extract.json").read_text())
-    assert ex["extra"]["comments"] == report.comments and ex["extra"]["submissions"] == report.submissions
-    assert ex["merged"]["duplicate_id"] == report.duplicates
-    assert ex["quarantined"] == report.quarantine
+    whole = report.files["RC_2016-01.zst"]
+    assert ex["extra"]["files"]["RC_2016-01.zst"]["lines"] == whole["lines"]
+    assert ex["extra"]["files"]["RC_2016-01.zst"]["quarantined"] == whole["quarantine"]
+    assert ex["extra"]["files"]["RC_2016-02.zst"]["error"].startswith("truncated_file")
+    assert 0 < ex["extra"]["files"]["RC_2016-02.zst"]["lines"] < report.files["RC_2016-02.zst"]["lines"]
+    assert ex["quarantined"]["truncated_file"] == 1
     # the fused mode keeps the quarantined lines themselves
     q = pq.read_table(fused / "quarantine")
-    assert q.num_rows == sum(report.quarantine.values())
+    assert q.num_rows == sum(ex["quarantined"].values())
+    assert set(q.column("reason").to_pylist()) == set(ex["quarantined"])
     assert json.loads((fused / "stats" / "funnel.json").read_text())["kept"] == total
 
 
