@@ -123,8 +123,8 @@ def month_task(task: dict, profile: Profile) -> dict:
     for f in task["rc_files"]:
         for table in _blocks(f, dumps.COMMENTS, COMMENT_COLUMNS, files, quarantine):
             code, ntok = dialogpt_extract_codes(table, kept_links, keys)
-            ids.append(table["id"])
-            sources.append(table["source"])
+            ids.extend(table["id"].chunks)  # arrays: pa.chunked_array of ChunkedArrays converts per value
+            sources.extend(table["source"].chunks)
             lines.append(table["line"].to_numpy())
             codes.append(code)
             rows = np.flatnonzero(code == -1)
@@ -134,7 +134,9 @@ def month_task(task: dict, profile: Profile) -> dict:
     # The duplicate-id rule comes first in the staged path (ingest), so a later copy of an id counts
     # as merged whatever pass 1 said about it, and only first copies stay among the kept comments.
     later = (
-        later_duplicates(pa.chunked_array(ids), pa.chunked_array(sources), np.concatenate(lines))
+        later_duplicates(
+            pa.chunked_array(ids, pa.string()), pa.chunked_array(sources, pa.string()), np.concatenate(lines)
+        )
         if len(code)
         else np.zeros(0, dtype=bool)
     )
