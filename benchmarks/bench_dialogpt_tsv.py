@@ -79,8 +79,8 @@ def main() -> None:
             if path.exists():
                 print(f"  stage {stage}: {json.loads(path.read_text()).get('seconds', 0):.1f} s{summed}")
         if mode == "fused":
-            rss = json.loads((out / "stats" / "extract.json").read_text())["extra"]["task_max_rss_mb"]
-            print(f"  peak RSS per month task (MB): {rss}")
+            rss = json.loads((out / "stats" / "extract.json").read_text())["extra"]["worker_peak_rss_mb"]
+            print(f"  worker peak RSS after each month task (MB): {rss}")
         if not a.keep:
             shutil.rmtree(out, ignore_errors=True)
     rate = max(rates.values())

@@ -413,7 +413,7 @@ def _count(counter: dict, reason: str, n: int = 1) -> None:
         counter[reason] = counter.get(reason, 0) + n
 
 
-def _load_lists(cfg: BuildConfig):
+def load_build_lists(cfg: BuildConfig):
     from dialogsmith.text.blocklist import Blocklist, read_subreddit_list
 
     bl_words = Blocklist.from_file(cfg.bl_words) if cfg.bl_words else None
@@ -454,7 +454,7 @@ def build_task(task: dict) -> dict:
         f"part-{task['bucket'].split('=', 1)[1]}-{task['shard']:04d}.parquet",
         with_metadata(INSTANCES, "instances", INSTANCES_VERSION),
     )
-    bl_words, bl_subs = _load_lists(cfg)
+    bl_words, bl_subs = load_build_lists(cfg)
     try:
         if cfg.profile == "dialogpt":
             months = sorted(set(comments["month"].to_pylist()) | set(submissions["month"].to_pylist()))

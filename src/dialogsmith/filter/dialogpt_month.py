@@ -32,11 +32,11 @@ from dialogsmith import dumps, fsutil, schemas
 from dialogsmith.conversations import (
     EXTRACT_REASONS,
     BuildConfig,
-    _load_lists,
     count_codes,
     dialogpt_conversations,
     dialogpt_extract_codes,
     dialogpt_submissions,
+    load_build_lists,
 )
 from dialogsmith.filter import engine, job
 from dialogsmith.filter.profiles import Profile, load_lists
@@ -166,7 +166,7 @@ def month_task(task: dict, profile: Profile) -> dict:
     extra = {"candidates": 0, "submissions_read": subs.read, "submissions_kept": len(subs.kept_links)}
     writer = _Tables()
     if rc is not None and rc.num_rows:
-        bl_words, bl_subs = _load_lists(cfg)
+        bl_words, bl_subs = load_build_lists(cfg)
         task_shard = {"n_shards": 1, "shard": 0}
         dialogpt_conversations(
             cfg, task_shard, month, rc, ntok, subs, keys, bl_words, bl_subs, writer, ins, extra
@@ -204,7 +204,7 @@ def month_task(task: dict, profile: Profile) -> dict:
         "submissions": submissions.num_rows,
         "files": files,
         "seconds": {"extract": t_extract, "instances": t_instances, "filter": t_filter},
-        "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "worker_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
 
 

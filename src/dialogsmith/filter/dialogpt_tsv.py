@@ -203,13 +203,13 @@ def _run_fused(args, months: list[str], out: str, spark) -> StageStats:
         lines_per_month[r["month"]] = r["filter"]["rows_out"]
         for k, v in r["seconds"].items():
             seconds[k] += v
-        rss[r["month"]] = round(r["max_rss_mb"])
+        rss[r["month"]] = round(r["worker_peak_rss_mb"])
     ex.extra = {
         "mode": "fused",
         "comments": sum(r["comments"] for r in results),
         "submissions": sum(r["submissions"] for r in results),
         "files": dict(sorted(files.items())),
-        "task_max_rss_mb": rss,
+        "worker_peak_rss_mb": rss,  # peak RSS of the Python worker after each month task
     }
     ins.extra = {
         **extra,
