@@ -575,13 +575,15 @@ def dialogpt_submissions(subs: pa.Table) -> DialogptSubmissions:
     return DialogptSubmissions(kept_links, sub_title, sub_subreddit, read)
 
 
-def dialogpt_extract_codes(rc: pa.Table, kept_links: pa.Array, keys) -> tuple[np.ndarray, np.ndarray]:
+def dialogpt_extract_codes(
+    rc: pa.Table, kept_links: pa.Array, dep_keys: pa.Array | None
+) -> tuple[np.ndarray, np.ndarray]:
     """Pass 1, comments, vectorized: (code per row, whitespace tokens per row).
 
     ``code`` is -1 for a kept comment, else the index in ``EXTRACT_REASONS`` of the first rule it fails,
     in the released order. Each rule is a function of the row alone (given the month's kept submissions
-    ``kept_links`` and ``keys``), so a month can be judged block by block. Token counts are filled for
-    kept rows (0 elsewhere)."""
+    ``kept_links`` and, with --keys, its ``link_id<TAB>t1_id`` "dep" lines ``dep_keys``), so a month can
+    be judged block by block. Token counts are filled for the rows that reach the token rule (0 else)."""
     n = rc.num_rows
     code = np.full(n, -1, dtype=np.int8)
     keep = np.ones(n, dtype=bool)
@@ -594,9 +596,9 @@ def dialogpt_extract_codes(rc: pa.Table, kept_links: pa.Array, keys) -> tuple[np
 
     body = rc["body"]
     rule(pc.is_valid(body), "missing_body")
-    if keys is not None:
+    if dep_keys is not None:
         k = pc.binary_join_element_wise(rc["link_id"], pc.binary_join_element_wise("t1_", rc["id"], ""), "\t")
-        rule(pc.is_in(k, pa.array(sorted(keys.dep), pa.string())), "keys_not_dep")
+        rule(pc.is_in(k, dep_keys), "keys_not_dep")
     rule(pc.not_equal(body, "[deleted]"), "deleted")
     quote = pc.or_(pc.match_substring(body, ">"), pc.match_substring(body, "&gt;"))
     rule(pc.invert(quote), "quote")
@@ -610,6 +612,11 @@ def dialogpt_extract_codes(rc: pa.Table, kept_links: pa.Array, keys) -> tuple[np
     )
     code[keep & (ntok < 2)] = EXTRACT_REASONS.index("too_few_tokens")
     return code, ntok
+
+
+def string_set(values) -> pa.Array:
+    """A Python set of strings as the value set of ``pc.is_in`` (built once, then used per block)."""
+    return pa.array(list(values), pa.string())
 
 
 def count_codes(drops: dict, code: np.ndarray, reasons: tuple[str, ...]) -> None:
@@ -632,7 +639,9 @@ def _build_dialogpt_month(cfg, task, month, comments, submissions, bl_words, bl_
     if cfg.keys:
         link_ids_here = set(pc.unique(rc["link_id"].filter(pc.is_valid(rc["body"]))).to_pylist())
         keys = load_month_keys(cfg.keys, month, link_ids_here)
-    code, ntok = dialogpt_extract_codes(rc, pa.array(sorted(subs.kept_links), pa.string()), keys)
+    code, ntok = dialogpt_extract_codes(
+        rc, string_set(subs.kept_links), string_set(keys.dep) if keys is not None else None
+    )
     count_codes(stats.dropped, code, EXTRACT_REASONS)
     kept = np.flatnonzero(code == -1)
     dialogpt_conversations(

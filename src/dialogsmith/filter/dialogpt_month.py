@@ -37,6 +37,7 @@ from dialogsmith.conversations import (
     dialogpt_extract_codes,
     dialogpt_submissions,
     load_build_lists,
+    string_set,
 )
 from dialogsmith.filter import engine, job
 from dialogsmith.filter.profiles import Profile, load_lists
@@ -111,7 +112,7 @@ def month_task(task: dict, profile: Profile) -> dict:
     n_subs_parsed = submissions.num_rows
     submissions = dedup_first(submissions)
     subs = dialogpt_submissions(submissions)
-    kept_links = pa.array(sorted(subs.kept_links), pa.string())
+    kept_links = string_set(subs.kept_links)
 
     # -- extract + pass 1, comments, block by block ------------------------------------------------
     keys = None
@@ -119,10 +120,11 @@ def month_task(task: dict, profile: Profile) -> dict:
         from dialogsmith.dialogpt_keys import load_month_keys
 
         keys = load_month_keys(cfg.keys, month)
+    dep_keys = string_set(keys.dep) if keys is not None else None
     ids, sources, lines, codes, kept, ntoks = [], [], [], [], [], []
     for f in task["rc_files"]:
         for table in _blocks(f, dumps.COMMENTS, COMMENT_COLUMNS, files, quarantine):
-            code, ntok = dialogpt_extract_codes(table, kept_links, keys)
+            code, ntok = dialogpt_extract_codes(table, kept_links, dep_keys)
             ids.extend(table["id"].chunks)  # arrays: pa.chunked_array of ChunkedArrays converts per value
             sources.extend(table["source"].chunks)
             lines.append(table["line"].to_numpy())
