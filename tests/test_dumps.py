@@ -8,6 +8,7 @@ import io
 import lzma
 
 import orjson
+import pyarrow as pa
 import pytest
 import zstandard
 
@@ -239,6 +240,32 @@ def test_types_across_eras_fast_equals_reference(tmp_path):
     assert got["c3"]["edited"] is None and got["c0"]["edited"] is None
     assert got["c4"]["score"] is None and got["c4"]["edited"] is None
     assert got["c5"]["score"] == 15 and got["c5"]["created_utc"] == 1262304005
+
+
+def test_projection_reads_and_types_only_its_fields(tmp_path):
+    """BlockParser(columns=...) reads the listed fields (plus the required ones): a bad value in a field it
+    does not read quarantines nothing, in the fast path and line by line alike."""
+    rows_in = [comment(i) for i in range(300)]
+    rows_in[7] = comment(7, gilded="abc", stickied=3)  # bad types, in fields the projection skips
+    rows_in[9] = comment(9, score="abc")  # a bad type in a field it reads
+    path = write(tmp_path, "RC_2016-01", ndjson(rows_in))
+    cols = ("id", "link_id", "parent_id", "body", "score")
+    for fast in (True, False):
+        full = dumps.BlockParser("RC_2016-01", "comments", "2016-01", fast=fast)
+        proj = dumps.BlockParser("RC_2016-01", "comments", "2016-01", fast=fast, columns=cols)
+        got = {}
+        for name, parser in (("full", full), ("proj", proj)):
+            tables, bad = [], []
+            for block in dumps.DumpReader(path, 4096):
+                res = parser.parse(block)
+                tables += res.tables
+                bad += [(q["line"], q["reason"]) for q in res.quarantine]
+            got[name] = (tables, bad)
+        assert got["full"][1] == [(8, "bad_type"), (10, "bad_type")]
+        assert got["proj"][1] == [(10, "bad_type")]
+        table = pa.concat_tables(got["proj"][0])
+        assert set(table.schema.names) == {*cols, "month", "source", "line"}
+        assert table.num_rows == 299 and 8 in table.column("line").to_pylist()
 
 
 def test_whole_era_file_uses_the_fast_path(tmp_path):
