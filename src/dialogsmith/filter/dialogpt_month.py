@@ -42,7 +42,7 @@ from dialogsmith.conversations import (
 from dialogsmith.filter import engine, job
 from dialogsmith.filter.profiles import Profile, load_lists
 from dialogsmith.filter.rules import DUPLICATE_PAIR
-from dialogsmith.ingest import DUPLICATE_ID, dedup_first, later_duplicates
+from dialogsmith.ingest import DUPLICATE_ID, dedup_first, estimated_bytes, later_duplicates
 from dialogsmith.schemas import INSTANCES
 from dialogsmith.stats import StageStats
 
@@ -219,7 +219,7 @@ def month_tasks(dumps_dir: str, out: str, cfg: BuildConfig) -> list[dict]:
             continue
         t = by_month.setdefault(month, {"month": month, "rs_files": [], "rc_files": [], "bytes": 0})
         t["rs_files" if kind == dumps.SUBMISSIONS else "rc_files"].append(path)
-        t["bytes"] += fsutil.resolve(path)[0].get_file_info(fsutil.resolve(path)[1]).size
+        t["bytes"] += estimated_bytes(path)  # decoded size (ingest's estimate): biggest month first
     tasks = []
     for month in sorted(by_month):
         t = by_month[month]
