@@ -48,9 +48,10 @@ java-check:
 	  exit 1; \
 	fi
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py src/dialogsmith/_fastjson.c
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
+	@$(PY) -c "import dialogsmith.fastjson as f; f.AVAILABLE or print('note: the C line parser did not build (no C compiler?); ingest runs on the slower Arrow path')"
 	@touch $@
 
 setup: java-check $(STAMP)

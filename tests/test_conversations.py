@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from dialogsmith.conversations import (
     _PARENT_MISSING,
     _PARENT_SUBMISSION,
@@ -89,13 +91,20 @@ def test_light_normalize():
     assert light_normalize("[removed] stays text") == "[removed] stays text"
 
 
-def test_whitespace_token_counts_match_python_split():
-    """The vectorized too_few_tokens count is ``len(text.split())`` for every Python whitespace character."""
+@pytest.mark.parametrize("native", [True, False], ids=["c", "numpy"])
+def test_whitespace_token_counts_match_python_split(native, monkeypatch):
+    """The vectorized too_few_tokens count is ``len(text.split())`` for every Python whitespace character,
+    in the C module and in the numpy/Arrow path alike; ``skip_backslash`` counts the text without "\\"."""
     import random
 
     import pyarrow as pa
 
+    from dialogsmith import fastjson
     from dialogsmith.conversations import whitespace_token_counts
+
+    if native and not fastjson.AVAILABLE:
+        pytest.skip("the C module is not built")
+    monkeypatch.setattr(fastjson, "AVAILABLE", native)
 
     spaces = [chr(c) for c in range(0x110000) if chr(c).isspace()]
     pool = [*spaces, "a", "b", "\\", "\u200b", "\ufeff", "é"]  # zero-width space, BOM: not whitespace
@@ -104,6 +113,8 @@ def test_whitespace_token_counts_match_python_split():
     texts += ["".join(rng.choice(pool) for _ in range(rng.randint(0, 8))) for _ in range(5000)]
     got = whitespace_token_counts(pa.array(texts + [None])).to_pylist()
     assert got == [len(t.split()) for t in texts] + [None]
+    got = whitespace_token_counts(pa.array(texts + [None]), skip_backslash=True).to_pylist()
+    assert got == [len(t.replace("\\", "").split()) for t in texts] + [None]
     # all-ASCII arrays take the numpy path: every ASCII whitespace, sliced and chunked arrays, nulls
     ascii_pool = [chr(c) for c in range(128) if chr(c).isspace()] + ["a", "b", "\\", "x y"]
     texts = ["", " ", "a", *(t for t in spaces if t.isascii())]

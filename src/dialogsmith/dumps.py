@@ -49,7 +49,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pajson
 import zstandard
 
-from dialogsmith import fsutil, schemas
+from dialogsmith import fastjson, fsutil, schemas
 
 COMMENTS = "comments"
 SUBMISSIONS = "submissions"
@@ -243,9 +243,10 @@ class DumpReader:
     def _take(self, buf: bytearray, end: int, index: int, offset: int, final: bool = False):
         """Consume ``buf[:end]`` as block ``index``; the Block when this reader's range owns it."""
         if self.owns(offset):
-            data = bytes(buf[:end])
-            # one vectorized pass finds the newlines: they count the lines here and cut them in the parser
-            newlines = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == _NL)
+            with memoryview(buf) as view, view[:end] as head:
+                data = bytes(head)  # one copy (bytes(buf[:end]) makes two)
+            # one pass finds the newlines: they count the lines here and cut them in the parser
+            newlines = fastjson.newlines(data)
             n = len(newlines) + (1 if final and not data.endswith(b"\n") else 0)
             block = Block(index, self.lines + 1, data, n, offset, newlines)
         else:  # not ours: count its lines, copy nothing
@@ -428,6 +429,7 @@ def head_of(line: bytes) -> str:
 
 # --- block parsing ------------------------------------------------------------------------------
 
+_NATIVE_MAX_BYTES = 2**31 - 1  # the C parser writes int32 string offsets
 _ARROW_TYPE = {"str": pa.string(), "int": pa.int64(), "bool": pa.bool_(), "edited": pa.int64()}
 _SURROGATE_RE = re.compile(rb"\\u[dD]")
 _CHANGED_RE = re.compile(r"Column\(/([^)/]*)\) changed from (\w+) to (\w+) in row (\d+)")
@@ -518,6 +520,7 @@ class BlockResult:
     quarantine: list[dict] = field(default_factory=list)
     parsed: int = 0
     quarantined: Counter = field(default_factory=Counter)
+    slow: int = 0  # lines that went through parse_line (the fast engine declined them)
 
 
 class BlockParser:
@@ -531,12 +534,15 @@ class BlockParser:
         month: str | None,
         fast: bool = True,
         columns: tuple[str, ...] | None = None,
+        native: bool | None = None,
     ):
         self.source = source
         self.columns = columns  # None: every field of the kind; else a projection (required fields always)
         self.kind = kind  # None: sniffed from the first object with parent_id/title
         self.month = month  # None: from each row's created_utc (UTC)
         self.fast = fast
+        # the C line parser when it is built (fastjson.AVAILABLE), else Arrow's JSON reader; same rows
+        self.native = fastjson.AVAILABLE if native is None else native
         self.declared: dict[str, pa.DataType] = {}
         self.segment_lines = 1 << 30  # rows per Arrow call; shrinks when rows of this file fail
         self.prescan = False  # set once rows of this file failed in Arrow (malformed-heavy files)
@@ -567,6 +573,50 @@ class BlockParser:
         if self.kind is None:
             self._sniff(data)
         starts, ends = _line_bounds(data, block.newlines)
+        if self.fast and self.native and len(data) < _NATIVE_MAX_BYTES:
+            slow_lines = self._native_lines(data, starts, ends, block.first_line, res)
+        else:
+            slow_lines = self._arrow_lines(data, starts, ends, block, res)
+        slow_rows = []
+        res.slow = len(slow_lines)
+        for i in sorted(slow_lines):
+            line = data[starts[i] : ends[i]]
+            try:
+                row = parse_line(line, self.kind, self.fields)
+            except Quarantined as q:
+                res.quarantine.append(self._qrow(block.first_line + i, q.reason, q.detail, line))
+                res.quarantined[q.reason] += 1
+                continue
+            row["line"] = block.first_line + i
+            slow_rows.append(row)
+        if slow_rows:
+            res.tables.append(self._slow_table(slow_rows))
+        tables = [t for t in res.tables if t.num_rows]
+        if tables:
+            table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+            if len(tables) > 1:  # fast segments and slow lines: back to file order
+                table = table.take(pc.sort_indices(table.column("line")))
+            table = self._finish(table)
+            res.tables = [table]
+            res.parsed = table.num_rows
+        else:
+            res.tables = []
+        return res
+
+    def _native_lines(self, data: bytes, starts, ends, first_line: int, res: BlockResult) -> list[int]:
+        """The C parser takes the ordinary lines; returns the others (for ``parse_line``)."""
+        rows, columns = fastjson.parse_lines(data, starts, ends, self.fields, REQUIRED[self.kind])
+        if len(rows):
+            columns["line"] = pa.array(rows + first_line, pa.int64())
+            res.tables.append(pa.table(columns))
+        if len(rows) == len(starts):
+            return []
+        taken = np.zeros(len(starts), dtype=bool)
+        taken[rows] = True
+        return np.flatnonzero(~taken).tolist()
+
+    def _arrow_lines(self, data: bytes, starts, ends, block: Block, res: BlockResult) -> list[int]:
+        """Arrow's JSON reader takes whole runs of lines; returns the lines it could not take."""
         n = len(starts)
         arr = np.frombuffer(data, dtype=np.uint8)
         # lines the fast path can take: {...} on one line, valid UTF-8
@@ -625,30 +675,7 @@ class BlockParser:
             # lone surrogate escapes (\\udXXX) make Arrow strings invalid: those segments are checked
             surrogates = _SURROGATE_RE.search(data) is not None
             res.tables.extend(self._fast(buf, offsets, fast_lines, slow_lines, block.first_line, surrogates))
-        slow_rows = []
-        for i in sorted(slow_lines):
-            line = data[starts[i] : ends[i]]
-            try:
-                row = parse_line(line, self.kind, self.fields)
-            except Quarantined as q:
-                res.quarantine.append(self._qrow(block.first_line + i, q.reason, q.detail, line))
-                res.quarantined[q.reason] += 1
-                continue
-            row["line"] = block.first_line + i
-            slow_rows.append(row)
-        if slow_rows:
-            res.tables.append(self._slow_table(slow_rows))
-        tables = [t for t in res.tables if t.num_rows]
-        if tables:
-            table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
-            if len(tables) > 1:  # fast segments and slow lines: back to file order
-                table = table.take(pc.sort_indices(table.column("line")))
-            table = self._finish(table)
-            res.tables = [table]
-            res.parsed = table.num_rows
-        else:
-            res.tables = []
-        return res
+        return slow_lines
 
     def error_record(self, line: int, reason: str, detail: str, tail: bytes) -> dict:
         return self._qrow(line, reason, detail, tail)

@@ -338,7 +338,7 @@ class _Stager:
     def flush(self) -> None:
         if not self.pending_rows:
             return
-        table = pa.concat_tables(self.pending).combine_chunks()
+        table = pa.concat_tables(self.pending)  # take() below copies once; combine_chunks would copy twice
         self.pending, self.pending_rows = [], 0
         buckets = bucket_of(table.column("link_id"), self.n_buckets)
         order = np.argsort(buckets, kind="stable")

@@ -26,17 +26,20 @@ from dataclasses import asdict
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from dialogsmith import dumps, fsutil, schemas
 from dialogsmith.conversations import (
     EXTRACT_REASONS,
+    SUBMISSION_NOT_KEPT,
     BuildConfig,
     count_codes,
     dialogpt_conversations,
     dialogpt_extract_codes,
     dialogpt_submissions,
     load_build_lists,
+    reached_link_rule,
     string_set,
 )
 from dialogsmith.filter import engine, job
@@ -122,9 +125,12 @@ def month_task(task: dict, profile: Profile) -> dict:
         keys = load_month_keys(cfg.keys, month)
     dep_keys = string_set(keys.dep) if keys is not None else None
     ids, sources, lines, codes, kept, ntoks = [], [], [], [], [], []
+    reached, reached_links = [], []  # rows left to submission_not_kept, and their link ids
+    n_rows = 0
     for f in task["rc_files"]:
         for table in _blocks(f, dumps.COMMENTS, COMMENT_COLUMNS, files, quarantine):
-            code, ntok = dialogpt_extract_codes(table, kept_links, dep_keys)
+            # submission_not_kept is applied once below: pc.is_in rebuilds its hash set on every call
+            code, ntok = dialogpt_extract_codes(table, None, dep_keys)
             ids.extend(table["id"].chunks)  # arrays: pa.chunked_array of ChunkedArrays converts per value
             sources.extend(table["source"].chunks)
             lines.append(table["line"].to_numpy())
@@ -132,7 +138,18 @@ def month_task(task: dict, profile: Profile) -> dict:
             rows = np.flatnonzero(code == -1)
             kept.append(table.select(_PASS2_COLUMNS).take(pa.array(rows)))
             ntoks.append(ntok[rows])
+            reach = np.flatnonzero(reached_link_rule(code))
+            reached.append(reach + n_rows)
+            reached_links.extend(table["link_id"].take(pa.array(reach)).chunks)
+            n_rows += table.num_rows
     code = np.concatenate(codes) if codes else np.zeros(0, np.int8)
+    provisional = np.flatnonzero(code == -1)  # the rows of `kept`
+    if len(code):
+        reach = np.concatenate(reached)
+        link_ok = pc.is_in(pa.chunked_array(reached_links, pa.string()), kept_links).to_numpy(
+            zero_copy_only=False
+        )
+        code[reach[~link_ok]] = SUBMISSION_NOT_KEPT
     # The duplicate-id rule comes first in the staged path (ingest), so a later copy of an id counts
     # as merged whatever pass 1 said about it, and only first copies stay among the kept comments.
     later = (
@@ -145,7 +162,7 @@ def month_task(task: dict, profile: Profile) -> dict:
     n_comments = int(len(code) - later.sum())
     ins = StageStats(stage="instances", rows_in=n_comments)
     count_codes(ins.dropped, np.where(later, -1, code), EXTRACT_REASONS)
-    keep_mask = ~later[code == -1]
+    keep_mask = (code[provisional] == -1) & ~later[provisional]
     rc = pa.concat_tables(kept).filter(pa.array(keep_mask)) if kept else None
     ntok = np.concatenate(ntoks)[keep_mask] if ntoks else np.zeros(0, np.int64)
     del ids, sources, lines, codes, kept, ntoks
