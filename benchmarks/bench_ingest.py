@@ -26,6 +26,7 @@ os.environ.setdefault("SPARK_LOG_LEVEL", "ERROR")
 import argparse  # noqa: E402
 import json  # noqa: E402
 import shutil  # noqa: E402
+import statistics  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -124,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         for (run_s, run_stats), (p_lines, _, p_s, _) in zip(runs, passes, strict=True)
     ]
     steady = pair_ratios[1:] or pair_ratios
-    median_ratio = sorted(steady)[len(steady) // 2]
+    median_ratio = statistics.median(steady)
     base_lines, base_bytes, base_s, base_cpu = min(passes, key=lambda r: r[2])
     base_rate = base_lines / base_s
     first_s = runs[0][0]

@@ -125,3 +125,83 @@ def test_whitespace_token_counts_match_python_split(native, monkeypatch):
     assert whitespace_token_counts(arr.slice(7, 900)).to_pylist() == want[7:907]
     chunked = pa.chunked_array([arr.slice(0, 100), arr.slice(100)])
     assert whitespace_token_counts(chunked).to_pylist() == want
+
+
+def _submissions_row_by_row(subs):
+    """Pass 1 over submissions as the released code reads them: one row at a time, a later id wins."""
+    from dialogsmith.text.dialogpt import minimal_normalize
+
+    subs = subs.sort_by([("source", "ascending"), ("line", "ascending")])
+    kept, title, subreddit = set(), {}, {}
+    for sid, raw, permalink, n in zip(
+        *(subs[c].to_pylist() for c in ("id", "title", "permalink", "num_comments")), strict=True
+    ):
+        if sid is None or n is None or n < 2:
+            continue
+        link = "t3_" + sid
+        kept.add(link)
+        raw = "None" if raw is None else raw
+        if not minimal_normalize(raw).rstrip():
+            title.pop(link, None)
+            subreddit.pop(link, None)
+            continue
+        title[link] = raw
+        parts = str(permalink).split("/")
+        subreddit[link] = parts[2].lower() if len(parts) > 2 else ""
+    return kept, title, subreddit
+
+
+def test_dialogpt_submissions_match_the_row_by_row_reading():
+    """The vectorized pass 1 over submissions: duplicates (the last wins, also when its title is empty),
+    null ids and titles, titles that normalize to nothing (backslashes, Unicode spaces), odd permalinks."""
+    import random
+
+    import pyarrow as pa
+
+    from dialogsmith.conversations import dialogpt_submissions
+
+    rng = random.Random(5)
+    titles = [
+        None,
+        "",
+        " ",
+        "\\",
+        "\\\\ \\",
+        "\u3000",
+        "\x1c",
+        "a",
+        " a ",
+        "A title",
+        "x\\",
+        "\u200b",
+        "é",
+        "\t\n",
+    ]
+    permalinks = [None, "", "/r/AskReddit/comments/x/", "/r/ÉCOLE/x", "a/b", "/r/"]
+    schema = pa.schema(
+        [
+            ("id", pa.string()),
+            ("title", pa.string()),
+            ("permalink", pa.string()),
+            ("num_comments", pa.int64()),
+        ]
+        + [("source", pa.string()), ("line", pa.int64())]
+    )
+    for _ in range(300):
+        n = rng.randint(0, 40)
+        lines = list(range(n))
+        rng.shuffle(lines)
+        table = pa.table(
+            {
+                "id": [rng.choice([None, "a", "b", "c", "d"]) for _ in range(n)],
+                "title": [rng.choice(titles) for _ in range(n)],
+                "permalink": [rng.choice(permalinks) for _ in range(n)],
+                "num_comments": [rng.choice([None, 0, 1, 2, 5]) for _ in range(n)],
+                "source": [rng.choice(["RS_a", "RS_b"]) for _ in range(n)],
+                "line": lines,
+            },
+            schema=schema,
+        )
+        got = dialogpt_submissions(table)
+        assert (got.kept_links, got.title, got.subreddit) == _submissions_row_by_row(table)
+        assert got.read == n

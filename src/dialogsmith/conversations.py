@@ -268,14 +268,24 @@ def _contiguous(a: pa.Array | pa.ChunkedArray) -> pa.Array:
     return a.combine_chunks() if isinstance(a, pa.ChunkedArray) else a
 
 
-def _parent_index_array(t1ids: pa.ChunkedArray, pids: pa.ChunkedArray) -> np.ndarray:
-    """``parent_indices`` vectorized (no ``link_ids``): a later duplicate id wins, as in the dict."""
+def _parent_index_array(t1ids, pids) -> tuple[np.ndarray, np.ndarray]:
+    """``parent_indices`` vectorized (no ``link_ids``), and the leaf flags (no row replies to the row).
+
+    One dictionary encoding of ids and parent ids gives both (two ``is_in``/``index_in`` hash passes
+    cost ~25% more). A later duplicate id wins, as in the released dict."""
     n = len(t1ids)
-    rev = pc.index_in(pids, value_set=t1ids.combine_chunks()[::-1]).to_numpy(zero_copy_only=False)
-    out = np.where(np.isnan(rev), _PARENT_MISSING, n - 1 - np.nan_to_num(rev)).astype(np.int64)
+    enc = pc.dictionary_encode(pa.concat_arrays([_contiguous(t1ids), _contiguous(pids)]))
+    codes = enc.indices.to_numpy(zero_copy_only=False)
+    own, parent_code = codes[:n], codes[n:]
+    last_row = np.full(len(enc.dictionary), -1, dtype=np.int64)
+    np.maximum.at(last_row, own, np.arange(n, dtype=np.int64))  # the last row holding each id
+    out = last_row[parent_code]
+    out[out < 0] = _PARENT_MISSING
     sub = pc.starts_with(pids, "t3_").to_numpy(zero_copy_only=False)
     out[sub] = _PARENT_SUBMISSION
-    return out
+    replied_to = np.zeros(len(enc.dictionary), dtype=bool)
+    replied_to[parent_code] = True
+    return out, ~replied_to[own]
 
 
 def leaf_flags(ids: list[str], parent_ids: list[str | None]) -> list[bool]:
@@ -546,7 +556,7 @@ class DialogptSubmissions:
     """Pass 1 over a month's submissions: what pass 2 needs of them."""
 
     kept_links: set[str]  # link ids of the submissions with num_comments >= 2
-    title: dict[str, tuple[str, str]]  # link_id -> (raw title, minimally normalized title)
+    title: dict[str, str]  # link_id -> raw title (only titles that stay non-empty once normalized)
     subreddit: dict[str, str]  # link_id -> subreddit from the permalink
     read: int  # submissions of the month read
 
@@ -554,32 +564,29 @@ class DialogptSubmissions:
 def dialogpt_submissions(subs: pa.Table) -> DialogptSubmissions:
     """Pass 1, submissions (one month's): num_comments >= 2; the title minimally normalized. Pass 2 reads
     them back from TSV with the line stripped, so the title loses trailing whitespace and an empty title
-    makes the line unreadable (the thread stays in pass 1's id set, but has no submission)."""
-    from dialogsmith.text.dialogpt import minimal_normalize
+    makes the line unreadable (the thread stays in pass 1's id set, but has no submission).
 
+    Vectorized; the minimal normalization itself runs in pass 2, on the titles it uses. A title is
+    empty once normalized (backslashes removed, right-stripped) exactly when it has no whitespace token
+    without its backslashes."""
     read = subs.num_rows
     subs = subs.filter(pc.fill_null(pc.greater_equal(subs["num_comments"], 2), False))
     subs = subs.sort_by([("source", "ascending"), ("line", "ascending")])  # a later duplicate id wins
-    kept_links: set[str] = set()
-    sub_title: dict[str, tuple[str, str]] = {}
-    sub_subreddit: dict[str, str] = {}
-    for sid, title, permalink in zip(
-        subs["id"].to_pylist(), subs["title"].to_pylist(), subs["permalink"].to_pylist(), strict=True
-    ):
-        if sid is None:
-            continue
-        link = "t3_" + sid
-        kept_links.add(link)
-        title_raw = "None" if title is None else title
-        title_n = minimal_normalize(title_raw).rstrip()
-        if not title_n:
-            sub_title.pop(link, None)
-            sub_subreddit.pop(link, None)
-            continue
-        sub_title[link] = (title_raw, title_n)
+    subs = subs.filter(pc.is_valid(subs["id"]))
+    links = pc.binary_join_element_wise("t3_", subs["id"], "").to_pylist()
+    last = dict(zip(links, range(len(links)), strict=True))  # the last row of each link
+    titles = pc.fill_null(subs["title"], "None")
+    nonempty = pc.fill_null(whitespace_token_counts(titles, skip_backslash=True), 0).to_numpy() > 0
+    rows = np.fromiter(last.values(), dtype=np.int64, count=len(last))
+    rows = rows[nonempty[rows]]
+    take = pa.array(rows)
+    title_links = [links[r] for r in rows.tolist()]
+    sub_title = dict(zip(title_links, titles.take(take).to_pylist(), strict=True))
+    sub_subreddit = {}
+    for link, permalink in zip(title_links, subs["permalink"].take(take).to_pylist(), strict=True):
         parts = str(permalink).split("/")
         sub_subreddit[link] = parts[2].lower() if len(parts) > 2 else ""
-    return DialogptSubmissions(kept_links, sub_title, sub_subreddit, read)
+    return DialogptSubmissions(set(last), sub_title, sub_subreddit, read)
 
 
 def dialogpt_extract_codes(
@@ -684,7 +691,7 @@ def dialogpt_conversations(cfg, task, month, rc, ntok, subs, keys, bl_words, bl_
         .to_numpy()
         .astype(np.int64)
     )
-    parent = _parent_index_array(t1ids, pids)
+    parent, leaf = _parent_index_array(t1ids, pids)
     over_long = ntok > cfg.max_len if cfg.max_len else np.zeros(len(ntok), dtype=bool)
     # Contiguous slices of the released order: a shard holds whole threads (fewer shared ancestors to
     # normalize twice) and a giant thread still spreads over several shards.
@@ -700,7 +707,6 @@ def dialogpt_conversations(cfg, task, month, rc, ntok, subs, keys, bl_words, bl_
         _count(drops, "not_in_keys", int((~ok).sum()))
         cand = cand[ok]
     if cfg.leaves_only:
-        leaf = pc.invert(pc.is_in(t1ids, value_set=pids)).to_numpy(zero_copy_only=False)
         ok = leaf[cand]
         _count(drops, "not_leaf", int((~ok).sum()))
         cand = cand[ok]
@@ -796,7 +802,7 @@ def dialogpt_conversations(cfg, task, month, rc, ntok, subs, keys, bl_words, bl_
     enc = pc.dictionary_encode(bodies)
     uniq_texts = [gpt_normalize(minimal_normalize(b).rstrip()) for b in enc.dictionary.to_pylist()]
     uniq_weights = [weight(t) for t in uniq_texts]
-    titles = [sub_title[link] for link in title_rows]
+    titles = [(raw, minimal_normalize(raw).rstrip()) for raw in (sub_title[link] for link in title_rows)]
     title_texts = [gpt_normalize("title: " + title_n) for _, title_n in titles]
     no_values = pa.nulls(len(titles), pa.string())
     texts = pa.concat_arrays(

@@ -208,6 +208,85 @@ class Block:
     newlines: np.ndarray | None = None  # offsets of the "\n" bytes in data (the reader finds them anyway)
 
 
+class _Pending:
+    """Decoded bytes not yet cut into blocks, kept as the decoder's chunks (no copying on append).
+
+    The few operations the reader needs, on the concatenation, without building it: a block is
+    joined once (one copy) when it is taken; a skipped block is only counted. A bytearray buffer
+    copied every byte two to three times (append, slice, shift) — ~0.3 us per 2016 comment line."""
+
+    def __init__(self):
+        self.pieces: list[tuple[bytes, int]] = []  # (chunk, first byte still pending)
+        self.size = 0
+
+    def __len__(self) -> int:
+        return self.size
+
+    def append(self, chunk: bytes) -> None:
+        if chunk:
+            self.pieces.append((chunk, 0))
+            self.size += len(chunk)
+
+    def rfind_nl(self, end: int | None = None) -> int:
+        """Offset of the last newline before ``end`` (default: the end), or -1."""
+        end = self.size if end is None else min(end, self.size)
+        starts = self._starts()
+        for (chunk, lo), start in zip(reversed(self.pieces), reversed(starts), strict=True):
+            if start >= end:
+                continue
+            i = chunk.rfind(b"\n", lo, lo + end - start)
+            if i >= 0:
+                return start + i - lo
+        return -1
+
+    def find_nl(self, begin: int) -> int:
+        """Offset of the first newline at or after ``begin``, or -1."""
+        for (chunk, lo), start in zip(self.pieces, self._starts(), strict=True):
+            stop = start + len(chunk) - lo
+            if stop <= begin:
+                continue
+            i = chunk.find(b"\n", lo + max(0, begin - start))
+            if i >= 0:
+                return start + i - lo
+        return -1
+
+    def last_byte(self, end: int) -> int:
+        for (chunk, lo), start in zip(self.pieces, self._starts(), strict=True):
+            if end - 1 < start + len(chunk) - lo:
+                return chunk[lo + end - 1 - start]
+        raise IndexError(end)
+
+    def take(self, end: int, keep: bool) -> tuple[bytes | None, int]:
+        """Remove the first ``end`` bytes: (their bytes when ``keep``, else None; their newlines)."""
+        views, newlines, left = [], 0, end
+        while left:
+            chunk, lo = self.pieces[0]
+            n = min(left, len(chunk) - lo)
+            if keep:
+                views.append(memoryview(chunk)[lo : lo + n] if (lo or n < len(chunk)) else chunk)
+            else:
+                newlines += chunk.count(b"\n", lo, lo + n)
+            if lo + n == len(chunk):
+                self.pieces.pop(0)
+            else:
+                self.pieces[0] = (chunk, lo + n)
+            left -= n
+        self.size -= end
+        if not keep:
+            return None, newlines
+        return (views[0] if len(views) == 1 and isinstance(views[0], bytes) else b"".join(views)), 0
+
+    def rest(self) -> bytes:
+        return b"".join(memoryview(chunk)[lo:] for chunk, lo in self.pieces)
+
+    def _starts(self) -> list[int]:
+        starts, pos = [], 0
+        for chunk, lo in self.pieces:
+            starts.append(pos)
+            pos += len(chunk) - lo
+        return starts
+
+
 class DumpReader:
     """Iterate a dump file as blocks of whole lines.
 
@@ -240,35 +319,36 @@ class DumpReader:
     def owns(self, offset: int) -> bool:
         return self.start <= offset and (self.stop is None or offset < self.stop)
 
-    def _take(self, buf: bytearray, end: int, index: int, offset: int, final: bool = False):
-        """Consume ``buf[:end]`` as block ``index``; the Block when this reader's range owns it."""
+    def _take(self, buf: _Pending, end: int, index: int, offset: int, final: bool = False):
+        """Consume the first ``end`` pending bytes as block ``index``; the Block when this reader's range
+        owns it."""
+        unterminated = final and buf.last_byte(end) != _NL
         if self.owns(offset):
-            with memoryview(buf) as view, view[:end] as head:
-                data = bytes(head)  # one copy (bytes(buf[:end]) makes two)
+            data, _ = buf.take(end, keep=True)
             # one pass finds the newlines: they count the lines here and cut them in the parser
             newlines = fastjson.newlines(data)
-            n = len(newlines) + (1 if final and not data.endswith(b"\n") else 0)
+            n = len(newlines) + (1 if unterminated else 0)
             block = Block(index, self.lines + 1, data, n, offset, newlines)
         else:  # not ours: count its lines, copy nothing
-            n = buf.count(b"\n", 0, end) + (1 if final and buf[end - 1] != 10 else 0)
+            _, n = buf.take(end, keep=False)
+            n += 1 if unterminated else 0
             block = None
-        del buf[:end]
         self.lines += n
         return block
 
     def __iter__(self) -> Iterator[Block]:
-        buf = bytearray()
+        buf = _Pending()
         index = offset = 0
         stop = self.stop
         chunks = decoded_chunks(self.uri)
         try:
             for chunk in chunks:
-                buf += chunk
+                buf.append(chunk)
                 while len(buf) >= self.block_size:
                     # cut at the last newline within the first block_size bytes, else at the first newline
-                    cut = buf.rfind(b"\n", 0, self.block_size)
+                    cut = buf.rfind_nl(self.block_size)
                     if cut < 0:
-                        cut = buf.find(b"\n", self.block_size)
+                        cut = buf.find_nl(self.block_size)
                         if cut < 0:
                             break  # one line longer than a block: keep reading
                     block = self._take(buf, cut + 1, index, offset)
@@ -282,25 +362,25 @@ class DumpReader:
         except DecodeFailure as e:
             self.error = (e.reason, str(e))
             # complete lines before the break are good data; the partial line is the broken one
-            cut = buf.rfind(b"\n")
+            cut = buf.rfind_nl()
             if cut >= 0:
                 block = self._take(buf, cut + 1, index, offset)
                 offset += cut + 1
                 index += 1
                 if block is not None:
                     yield block
-            self.tail = bytes(buf)
+            self.tail = buf.rest()
             self.error_line = self.lines + 1
             self.error_offset = offset
             self.lines += 1  # the line at the break counts as read (and is quarantined once)
             return
         # end of stream: whole lines, then a final line without newline
-        while buf:
+        while len(buf):
             if stop is not None and offset >= stop:
                 return
-            cut = buf.rfind(b"\n", 0, self.block_size)
+            cut = buf.rfind_nl(self.block_size)
             if cut < 0:
-                cut = buf.find(b"\n", self.block_size)
+                cut = buf.find_nl(self.block_size)
             end = cut + 1 if cut >= 0 else len(buf)
             block = self._take(buf, end, index, offset, final=True)
             offset += end
