@@ -42,6 +42,13 @@ def get_spark(
         builder = builder.master(master or os.environ.get("SPARK_MASTER") or "local[*]")
         builder = builder.config("spark.driver.memory", os.environ.get("SPARK_DRIVER_MEMORY", "2g"))
         builder = builder.config("spark.ui.enabled", os.environ.get("SPARK_UI", "false"))
+        # The embedded JVM only schedules and pipes: the work runs in Python tasks. Its C2 JIT compiler
+        # alone took 0.7-2.3 CPU s per ingest run of 1.1M lines on 2 cores, competing with the tasks;
+        # C1 only: 0.3-0.5 s, and 15-25% less wall time (benchmarks/bench_ingest.py). $SPARK_JAVA_OPTS
+        # replaces these options (empty: the JVM's defaults).
+        java_opts = os.environ.get("SPARK_JAVA_OPTS", "-XX:TieredStopAtLevel=1")
+        if java_opts:
+            builder = builder.config("spark.driver.extraJavaOptions", java_opts)
         # Executors run the same interpreter as the driver (the project's virtualenv).
         builder = builder.config("spark.pyspark.python", sys.executable)
         builder = builder.config("spark.pyspark.driver.python", sys.executable)
