@@ -76,7 +76,8 @@ def main() -> None:
         t = time.perf_counter()
         stats = dialogpt_tsv.main(["--dumps", str(dumps), "--output", str(out), "--quiet", "--mode", mode])
         wall = time.perf_counter() - t
-        rate = rates[mode] = comment_lines / wall
+        rate = comment_lines / wall
+        rates[mode] = max(rates.get(mode, 0.0), rate)
         print(
             f"dialogpt-tsv --mode {mode} (extract + filter, dialogpt profile, Makefile flags) on "
             f"{comment_lines:,} comment lines ({all_lines:,} lines with submissions): {wall:.1f} s wall, "

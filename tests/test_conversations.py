@@ -205,3 +205,33 @@ def test_dialogpt_submissions_match_the_row_by_row_reading():
         got = dialogpt_submissions(table)
         assert (got.kept_links, got.title, got.subreddit) == _submissions_row_by_row(table)
         assert got.read == n
+
+
+@pytest.mark.parametrize(
+    "alphabet", ["0123456789abcdefghijklmnopqrstuvwxyz", "abcXYZ_-"], ids=["base36", "other"]
+)
+def test_parent_index_and_leaf_flags_match_dicts(alphabet):
+    """Parents by integer codes of reddit ids (or by hashing strings when an id is not [0-9a-z]+): the
+    released dict semantics (a later duplicate id wins), misses, submissions, and leaves."""
+    import random
+
+    import pyarrow as pa
+
+    from dialogsmith.conversations import _PARENT_MISSING, _PARENT_SUBMISSION, _parent_index_array
+
+    rng = random.Random(11)
+    alphabet = "0123456789abcdefghijklmnopqrstuvwxyzAB_-"
+    for _ in range(50):
+        pool = ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 13))) for _ in range(30)]
+        pool += ["0", "00", "a0", "a", "zzzzzzzzzzzz"]
+        ids = [rng.choice(pool) for _ in range(rng.randint(1, 60))]
+        pids = [
+            rng.choice(["t1_" + rng.choice(pool), "t3_" + rng.choice(pool), "None", "t1_", "t2_x", "t1_A"])
+            for _ in ids
+        ]
+        rows = {"t1_" + cid: i for i, cid in enumerate(ids)}  # the later row wins
+        want = [_PARENT_SUBMISSION if p.startswith("t3_") else rows.get(p, _PARENT_MISSING) for p in pids]
+        t1ids = pa.array(["t1_" + cid for cid in ids])
+        parent, leaf = _parent_index_array(t1ids, pa.array(pids))
+        assert parent.tolist() == want
+        assert leaf.tolist() == ["t1_" + cid not in set(pids) for cid in ids]
