@@ -125,8 +125,11 @@ SPARK_HOME ?= $(shell $(PY) -m dialogsmith.cluster spark-home 2>/dev/null)
 SUBMIT_PYTHON ?= $(abspath $(PY))
 SUBMIT_ARGS ?=
 SUBMIT_LOG_LEVEL ?= WARN
+# SHIP_PACKAGE=0: do not ship the package (executors use the one installed in their environment, e.g. a
+# packed venv with the wheel: the zip cannot carry the C line parser, which a zip import cannot load).
+SHIP_PACKAGE ?= 1
 SPARK_SUBMIT = $(SPARK_HOME)/bin/spark-submit --master $(SPARK_MASTER) \
-  --py-files $$($(PY) -m dialogsmith.cluster package --dist dist) \
+  $(if $(filter 1,$(SHIP_PACKAGE)),--py-files $$($(PY) -m dialogsmith.cluster package --dist dist)) \
   --conf spark.pyspark.python=$(SUBMIT_PYTHON) --conf spark.pyspark.driver.python=$(abspath $(PY)) \
   --conf spark.log.level=$(SUBMIT_LOG_LEVEL) $(SUBMIT_ARGS)
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from dialogsmith import cluster as cl
+from dialogsmith import fastjson
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -216,6 +217,12 @@ def test_stages_on_the_cluster_equal_local_run(cluster, wheel_zip, spark, tmp_pa
     for table, key in (("comments", "id"), ("submissions", "id"), ("quarantine", "source")):
         assert _rows(remote / "extract" / table, key) == _rows(local / "extract" / table, key), table
     assert _counts(remote / "extract" / "stats.json") == _counts(local / "extract" / "stats.json")
+    # ... though the shipped zip cannot load the C parser: the executors ran Arrow's reader
+    parsers = {
+        where: set(json.loads((root / "extract" / "stats.json").read_text())["extra"]["parser"])
+        for where, root in (("local", local), ("remote", remote))
+    }
+    assert parsers == {"local": {"native" if fastjson.AVAILABLE else "arrow"}, "remote": {"arrow"}}
     # conversations: the same instances
     got = _rows(remote / "conv" / "instances", "instance_id")
     assert got and got == _rows(local / "conv" / "instances", "instance_id")

@@ -300,10 +300,10 @@ def standalone_cluster(
 def dist_package(dist_dir: str | Path = REPO / "dist", build: bool = False) -> Path:
     """The package to ship with ``--py-files``: the wheel of `make dist`, under a ``.zip`` name.
 
-    PySpark adds only ``.zip``/``.egg``/``.jar`` py-files to the executors' ``sys.path``; a pure-Python
-    wheel is a zip archive, so ``dist/dialogsmith-<version>-py3-none-any.whl`` is copied next to itself
-    as ``dist/dialogsmith-<version>.zip``. With ``build=True`` a missing wheel is built (`pip wheel`).
-    """
+    PySpark adds only ``.zip``/``.egg``/``.jar`` py-files to the executors' ``sys.path``; a
+    wheel is a zip archive, so ``dist/dialogsmith-<version>-<tags>.whl`` is copied next to itself as
+    ``dist/dialogsmith-<version>.zip`` (its C module cannot load from a zip: executors then use the
+    Arrow parser). With ``build=True`` a missing wheel is built (`pip wheel`)."""
     dist_dir = Path(dist_dir)
     wheels = sorted(glob.glob(str(dist_dir / "dialogsmith-*.whl")))
     if not wheels and build:

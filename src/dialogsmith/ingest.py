@@ -421,6 +421,7 @@ def phase1_task(item: dict, conf: dict) -> dict:
         },
         "seconds": time.perf_counter() - t0,
         "cpu_seconds": time.process_time() - c0,
+        "parser": "native" if parser.native else "arrow",
     }
 
 
@@ -678,6 +679,9 @@ def run(args: argparse.Namespace, input: list[str] | None = None, spark=None) ->
                 "decode_parse": round(sum(r["cpu_seconds"] for r in p1), 3),
                 "dedup_write": round(sum(r["cpu_seconds"] for r in p2), 3),
             },
+            # phase-1 tasks per line parser: "native" (the C module) or "arrow" (executors without it,
+            # e.g. the package shipped as a zip: same rows, slower; docs/cluster.md)
+            "parser": dict(sorted(Counter(r["parser"] for r in p1).items())),
         }
         stats.seconds = round(time.perf_counter() - timer0, 3)
         stats.check()
