@@ -62,6 +62,26 @@ def test_gpt_normalize_matches_nltk_on_generated_strings():
     assert mismatches == []
 
 
+NUMBER_PIECES = (
+    "1 10 100 999 1000 12345 8 0 00 007 555 1234 10? 8. 1. 5, 3! 8) (8 :8 8: 1,000 2.5 12:30 0. .5 .. 8o) "
+    "do8 b8 1st x2 what is plus ? . a. ok it's"
+).split(" ")
+
+
+def test_gpt_normalize_matches_nltk_on_numbers():
+    """Chunks of 1-3 digits take the fast path unless the text has 4 digits in a row (phone numbers)."""
+    rng = random.Random(8)
+    mismatches = []
+    for i in range(4000):
+        pieces = [rng.choice(NUMBER_PIECES + PIECES) for _ in range(rng.randint(1, 14))]
+        text = " ".join(pieces) if i % 3 else "".join(pieces)
+        if gpt_normalize(text) != gpt_normalize_reference(text):
+            mismatches.append(text)
+    assert mismatches == []
+    assert gpt_normalize("what is 10 plus 7?") == "what is 10 plus 7 ?"
+    assert gpt_normalize("call 555 1234 now") == gpt_normalize_reference("call 555 1234 now")
+
+
 def test_gpt_normalize_matches_nltk_on_random_characters():
     rng = random.Random(7)
     alphabet = "abcDEFxyz0123456789()[]:,.!?'“”_ 8oOdDpP"

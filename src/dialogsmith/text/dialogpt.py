@@ -72,6 +72,12 @@ def _tweet_tokenize_reduced(text: str) -> list[str]:
 # span spaces, and they contain no letters) — except a trailing "." followed by a chunk that starts
 # with "." (an ellipsis), which takes the full regex. Runs of other chunks go through ``_WORD_RE``.
 _SIMPLE_CHUNK_RE = re.compile(r"[A-Za-z](?:[A-Za-z']*[A-Za-z])?[,!?.]?")
+# Numbers of 1-3 digits too, in a text without 4 digits in a row: then no phone number can match (NLTK's
+# needs ``\d{3}[ .)]*\d{4}``), and the other alternatives that could take digits (``\d+[,.:]\d+``,
+# naked URLs, emoticons like ``8)``) need characters a chunk of digits and one [,!?.] does not have, so
+# "10?" is "10", "?". Synthetic chat (and much of Reddit) is full of such numbers.
+_SIMPLE_OR_NUMBER_RE = re.compile(r"[A-Za-z](?:[A-Za-z']*[A-Za-z])?[,!?.]?|[0-9]{1,3}[,!?.]?")
+_FOUR_DIGITS_RE = re.compile(r"[0-9]{4}")
 
 
 def _tokenize(text: str) -> str:
@@ -80,10 +86,10 @@ def _tokenize(text: str) -> str:
     out: list[str] = []
     slow_from = -1  # first chunk of a pending run that needs the full regex
     last = len(chunks) - 1
+    simple = _SIMPLE_CHUNK_RE if _FOUR_DIGITS_RE.search(text) else _SIMPLE_OR_NUMBER_RE
     for i, chunk in enumerate(chunks):
         if chunk.isalpha() or (
-            _SIMPLE_CHUNK_RE.fullmatch(chunk)
-            and not (chunk[-1] == "." and i < last and chunks[i + 1][0] == ".")
+            simple.fullmatch(chunk) and not (chunk[-1] == "." and i < last and chunks[i + 1][0] == ".")
         ):
             if slow_from >= 0:
                 out.append(" ".join(_tweet_tokenize_reduced(" ".join(chunks[slow_from:i]))))
