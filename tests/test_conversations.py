@@ -177,7 +177,7 @@ def test_dialogpt_submissions_match_the_row_by_row_reading():
         "é",
         "\t\n",
     ]
-    permalinks = [None, "", "/r/AskReddit/comments/x/", "/r/ÉCOLE/x", "a/b", "/r/"]
+    permalinks = [None, "", "/r/AskReddit/comments/x/", "/r/ÉCOLE/x", "/r/İx/y", "a/b", "/r/"]
     schema = pa.schema(
         [
             ("id", pa.string()),

@@ -580,13 +580,23 @@ def dialogpt_submissions(subs: pa.Table) -> DialogptSubmissions:
     rows = np.fromiter(last.values(), dtype=np.int64, count=len(last))
     rows = rows[nonempty[rows]]
     take = pa.array(rows)
-    title_links = [links[r] for r in rows.tolist()]
+    title_links = np.array(links, dtype=object)[rows].tolist()
     sub_title = dict(zip(title_links, titles.take(take).to_pylist(), strict=True))
-    sub_subreddit = {}
-    for link, permalink in zip(title_links, subs["permalink"].take(take).to_pylist(), strict=True):
-        parts = str(permalink).split("/")
-        sub_subreddit[link] = parts[2].lower() if len(parts) > 2 else ""
-    return DialogptSubmissions(set(last), sub_title, sub_subreddit, read)
+    subreddits = _permalink_subreddits(_contiguous(subs["permalink"].take(take)))
+    return DialogptSubmissions(set(last), sub_title, dict(zip(title_links, subreddits, strict=True)), read)
+
+
+def _permalink_subreddits(permalinks: pa.Array) -> list[str]:
+    """``str(permalink).split("/")[2].lower()`` ("" with fewer parts), as the released code reads it.
+    Vectorized for ASCII permalinks; the others go through Python (``str.lower`` maps some letters to
+    two characters, Arrow's lowercase to one)."""
+    # "//" appended: a third part always exists, and it is "" exactly when the permalink had fewer parts
+    padded = pc.binary_join_element_wise(pc.fill_null(permalinks, "None"), "//", "")
+    third = pc.list_element(pc.split_pattern(padded, "/"), 2)
+    out = pc.ascii_lower(third).to_pylist()
+    for i in np.flatnonzero(~pc.fill_null(pc.string_is_ascii(third), True).to_numpy(zero_copy_only=False)):
+        out[i] = str(permalinks[int(i)].as_py()).split("/")[2].lower()
+    return out
 
 
 def dialogpt_extract_codes(
