@@ -796,7 +796,11 @@ def dialogpt_conversations(cfg, task, month, rc, ntok, subs, keys, bl_words, bl_
     flat = flat[flat >= 0]
     offsets = np.zeros(nt + 1, dtype=np.int32)
     np.cumsum(n_turns, out=offsets[1:])
-    needed = np.unique(flat)
+    # the distinct turn keys, sorted, and each turn's rank among them (keys are dense: a bitmap, not a sort)
+    present = np.zeros(n_rows + len(title_rows), dtype=bool)
+    present[flat] = True
+    needed = np.flatnonzero(present)
+    rank = np.cumsum(present) - 1
     needed_rows = needed[needed < n_rows]
     discard = keys.discard_hashes if keys else None
 
@@ -828,7 +832,7 @@ def dialogpt_conversations(cfg, task, month, rc, ntok, subs, keys, bl_words, bl_
     authors = pa.concat_arrays([_contiguous(rc["author"].take(needed_rows)), no_values])
     # The title turn's id is the target's link_id, filled below.
     turn_id_vals = pa.concat_arrays([_contiguous(t1ids.take(needed_rows)), no_values])
-    pos = pa.array(np.searchsorted(needed, flat))
+    pos = pa.array(rank[flat])
     target_links = rc["link_id"].take(cand)
     turn_ids = turn_id_vals.take(pos)
     if has_title.any():
