@@ -10,13 +10,15 @@
  *   - a required field missing, null or not a string;
  *   - a typed value that needs more than the simple coercions below (strings other than plain
  *     digits / ""/"null"/"none", integers beyond int64, ...).
- * Accepted coercions (see dumps.coerce_*): int <- integer literal in int64, float (truncated), "digits", ""/"null"/
- * "none" (-> null), null; edited <- false/true/null (-> null), integer, float, "digits", "false"/"true"/
- * ""/"null"/"none" (-> null); bool <- true/false, 0/1, "true"/"false"/"1"/"0", ""/"null"/"none"
- * (-> null), null; str <- string, null.
+ * Accepted coercions (see dumps.coerce_*):
+ *   int    <- integer literal in int64, float (truncated), "digits", ""/"null"/"none" (-> null), null
+ *   edited <- false/true/null (-> null), integer, float, "digits", "false"/"true"/""/"null"/"none" (-> null)
+ *   bool   <- true/false, 0/1, "true"/"false"/"1"/"0", ""/"null"/"none" (-> null), null
+ *   str    <- string, null
  *
- * Measured on 2016 comments (~0.9 KB/line): ~0.4 us/line, vs ~3.2 us for Arrow's JSON reader plus
- * ~2 us of the Python glue around it.
+ * Measured on generated 2016 comments (~400 B/line, 20 fields): ~0.5 us/line on this 2-core VM, vs
+ * ~3.2 us for Arrow's JSON reader plus ~2 us of the Python glue around it, and ~2-3 us for orjson.loads.
+ * Strings are scanned 16 bytes at a time (SSE2) where available.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
