@@ -260,6 +260,22 @@ static int parse_number(cur_t *c, int *is_int, int64_t *value, int *fits) {
 
 static int skip_value(cur_t *c, int depth);
 
+/* After a member or an element: 1 when a "," follows (more to come), 2 at `close`, 0 otherwise. */
+static inline int next_member(cur_t *c, uint8_t close) {
+    skip_ws(c);
+    if (c->p >= c->end) return 0;
+    if (*c->p == ',') {
+        c->p++;
+        skip_ws(c);
+        return 1;
+    }
+    if (*c->p == close) {
+        c->p++;
+        return 2;
+    }
+    return 0;
+}
+
 static int skip_container(cur_t *c, int depth, uint8_t close) {
     if (depth > MAX_DEPTH) return 0;
     c->p++;
@@ -277,18 +293,8 @@ static int skip_container(cur_t *c, int depth, uint8_t close) {
             skip_ws(c);
         }
         if (!skip_value(c, depth + 1)) return 0;
-        skip_ws(c);
-        if (c->p >= c->end) return 0;
-        if (*c->p == ',') {
-            c->p++;
-            skip_ws(c);
-            continue;
-        }
-        if (*c->p == close) {
-            c->p++;
-            return 1;
-        }
-        return 0;
+        int next = next_member(c, close);
+        if (next != 1) return next == 2;
     }
 }
 
@@ -467,18 +473,9 @@ static int parse_object(cur_t *c, spec_t *sp, Py_ssize_t r) {
             } else if (!skip_value(c, 1)) {
                 return 0;
             }
-            skip_ws(c);
-            if (c->p >= c->end) return 0;
-            if (*c->p == ',') {
-                c->p++;
-                skip_ws(c);
-                continue;
-            }
-            if (*c->p == '}') {
-                c->p++;
-                break;
-            }
-            return 0;
+            int next = next_member(c, '}');
+            if (next == 2) break;
+            if (next != 1) return 0;
         }
     }
     skip_ws(c);

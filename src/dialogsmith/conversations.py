@@ -609,7 +609,7 @@ def dialogpt_extract_codes(
     ``kept_links`` and, with --keys, its ``link_id<TAB>t1_id`` "dep" lines ``dep_keys``), so a month can
     be judged block by block. Token counts are filled for the rows that reach the token rule (0 else).
 
-    ``kept_links=None`` leaves ``submission_not_kept`` to the caller (``apply_kept_links``): ``pc.is_in``
+    ``kept_links=None`` leaves ``submission_not_kept`` to the caller (``reached_link_rule``): ``pc.is_in``
     hashes its value set on every call (28 ms for 130K links), so a caller that judges a month block by
     block applies that rule once, at the end, to the rows that reached it (-1 or ``too_few_tokens``)."""
     n = rc.num_rows

@@ -9,9 +9,10 @@ Reading is split in two layers:
   line). A truncated or corrupt file ends the stream with ``reader.error = (reason, message)``; every
   line read before the break has been yielded.
 - ``BlockParser`` turns a block into rows of the normalized ``schemas.COMMENTS`` / ``SUBMISSIONS``
-  schema plus quarantine records. Its fast path hands the whole block to Arrow's C++ JSON reader with
-  an explicit schema (no per-line Python work); lines that the fast path cannot take (malformed,
-  mixed types, missing fields) go one by one through ``parse_line``, the reference semantics.
+  schema plus quarantine records. Its fast path hands the whole block to the C line parser
+  (``fastjson``; without it, to Arrow's C++ JSON reader with an explicit schema): no per-line Python
+  work. Lines the fast path declines (malformed, unusual types, missing fields) go one by one through
+  ``parse_line``, the reference semantics.
 
 Quarantine reasons, checked per line in this order (stable identifiers asserted by tests):
 ``empty_line`` (blank line), ``bad_utf8`` (not valid UTF-8), ``bad_json`` (not parseable),
