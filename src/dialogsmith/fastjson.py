@@ -23,7 +23,6 @@ except ImportError:  # not built: the Arrow path serves
 AVAILABLE = _fastjson is not None and os.environ.get("DIALOGSMITH_NATIVE", "1") != "0"
 
 _KIND_CODE = {"str": b"s", "int": b"i", "bool": b"b", "edited": b"e"}
-_ARROW_TYPE = {"str": pa.string(), "int": pa.int64(), "bool": pa.bool_(), "edited": pa.int64()}
 
 
 def newlines(data: bytes) -> np.ndarray:
