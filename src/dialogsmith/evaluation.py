@@ -290,12 +290,17 @@ def _summary(total: float, count: int, source: str, n: int) -> dict:
 def perplexity_on_shards(
     model, root: str, split: str = "test", batch_size: int = 16, max_examples: int = 0
 ) -> dict:
-    """Token-mean cross entropy over a tokenize output dir's split (the train stage's validation loss)."""
+    """Token-mean cross entropy over a tokenize output dir's split (the train stage's validation loss).
+    Token ids beyond the model's (or the data's) vocabulary are refused, naming shard and instance."""
     from dialogsmith.shards import ShardDataset
+    from dialogsmith.train.verify import check_token_ids
 
     ds = ShardDataset(root, split)
     n = len(ds) if not max_examples else min(len(ds), max_examples)
     examples = [ds.example(i) for i in range(n)]
+    limit = min(ds.vocab_size, model.get_input_embeddings().num_embeddings)
+    top = max((int(x.max()) for x, _ in examples if len(x)), default=0)
+    check_token_ids(top, [np.arange(n)], ds, limit)
     total, count = _batched_loss(model, _length_batches(examples, batch_size))
     return _summary(total, count, f"shards:{root}:{split}", n)
 
@@ -391,6 +396,7 @@ class EvalConfig:
     meteor_jar: str | None = None
     device: str = "auto"
     name: str | None = None
+    verify: bool = True  # sha256 of the --shards split against its manifest (sizes/headers: always)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
 
 
@@ -400,11 +406,19 @@ def evaluate(cfg: EvalConfig, log=print) -> dict:
             "give exactly one test set: --test-dir <filter output dir> or --refs-file <test.refs.txt>"
         )
     t0 = time.time()
+    shard_check = None
+    if cfg.shards:
+        from dialogsmith.train.verify import ShardCheck, default_workers
+
+        # sizes and headers now; the sha256 in the background while the test set and the model load
+        shard_check = ShardCheck(cfg.shards, [cfg.ppl_split], sha256=cfg.verify, workers=default_workers())
     items = load_refs_file(cfg.refs_file) if cfg.refs_file else load_test_split(cfg.test_dir, cfg.split)
     if cfg.max_items:
         items = items[: cfg.max_items]
     device = pick_device(cfg.device)
     model, tokenizer, eos_id = load_model(cfg.model, device)
+    if shard_check is not None:
+        shard_check.raise_for_problems()  # before hours of generation, not after
     log(
         f"[eval] {len(items)} test items, up to {max(len(it.refs) for it in items)} references; device {device}"
     )
@@ -474,6 +488,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--ppl-split", default="test", help="split of --shards for perplexity (default test)")
     p.add_argument("--ppl-max-examples", type=int, default=0, help="cap the perplexity examples (0 = all)")
+    p.add_argument(
+        "--no-verify",
+        action="store_true",
+        help="skip the sha256 of the --shards split against its manifest.json (sizes and headers are "
+        "always checked)",
+    )
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     d = p.add_argument_group("decoding")
     d.add_argument("--decode", default="greedy", choices=["greedy", "beam", "sample"])
@@ -519,6 +539,7 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
         meteor_jar=args.meteor_jar,
         device=args.device,
         name=args.name,
+        verify=not args.no_verify,
         decode=decode,
     )
 

@@ -6,7 +6,7 @@ Layout of ``<out>/checkpoints/step-0000123/``::
     config.json generation_config.json model.safetensors   # loads with AutoModelForCausalLM
     tokenizer.json vocab.json merges.txt tokenizer_config.json ...   # loads with AutoTokenizer
     train_config.json            # TrainConfig of the run
-    trainer_state.json           # step, epoch, data position, optimizer hyper-parameters, counters
+    trainer_state.json           # step, epoch, data position and identity, optimizer hyper-parameters, counters
     optimizer.safetensors        # AdamW moments and step counters
     rng-rank<R>.safetensors/json # torch (cpu, cuda) / numpy / python RNG of each rank
 """
@@ -163,6 +163,15 @@ def finish(out: str, step: int, lm, tokenizer, cfg_dict: dict, optimizer, state:
 
 def load_state(ckpt_dir: str) -> dict:
     with open(os.path.join(ckpt_dir, "trainer_state.json")) as fh:
+        return json.load(fh)
+
+
+def load_train_config(ckpt_dir: str) -> dict | None:
+    """The TrainConfig (as saved) the checkpoint was trained with, or None for a checkpoint without one."""
+    path = os.path.join(ckpt_dir, "train_config.json")
+    if not os.path.isfile(path):
+        return None
+    with open(path) as fh:
         return json.load(fh)
 
 

@@ -23,6 +23,35 @@ MODEL_PRESETS: dict[str, dict] = {
 }
 
 
+# ---- resume rules, in one place ----
+# A resumed run continues the checkpoint's weights, optimizer moments and position in the epoch plan, so
+# these fields must equal the checkpoint's train_config.json (value: what a change would break). Every
+# other field may change on resume (--max-steps/--epochs extension, --eval-every, logging, --lr,
+# --grad-accum: the loop repositions in the plan, --device, --precision, ...); the change is logged and
+# train_config.json records the new value, which is what runs.
+RESUME_FIXED: dict[str, str] = {
+    "model": "initial weights",
+    "model_config": "architecture",
+    "n_positions": "architecture",
+    "dropout": "model config (saved in the checkpoint)",
+    "batching": "epoch plan: data order and position",
+    "batch_size": "epoch plan: data order and position",
+    "bucket_factor": "epoch plan: data order and position",
+    "seed": "epoch plan: data order and position",
+    "schedule": "learning-rate curve",
+    # AdamW's hyper-parameters are part of the optimizer state: the checkpoint's values would silently win
+    "weight_decay": "optimizer state",
+    "adam_beta1": "optimizer state",
+    "adam_beta2": "optimizer state",
+    "adam_eps": "optimizer state",
+}
+# The data is compared by identity, not by path (moving the shards is fine): these keys of
+# verify.data_identity(), saved in every checkpoint's trainer_state.json. A checkpoint without them
+# (older trainer) falls back to comparing the --data path.
+RESUME_DATA_KEYS = ("manifest_sha256", "tokenizer_sha256", "vocab_size", "eos_id", "max_len", "reverse")
+RESUME_UNLOGGED = ("resume", "stop_after")  # how this process starts and stops, not what the run is
+
+
 @dataclass
 class TrainConfig:
     data: str = ""  # tokenize-stage output dir (manifest.json + shards)
@@ -38,6 +67,7 @@ class TrainConfig:
     grad_accum: int = 1  # micro-batches per rank per optimizer step
     bucket_factor: int = 100  # DialoGPT: sort buckets of 100 x batch size by length
     pad_multiple: int = 8
+    verify: bool = True  # sha256 of every shard vs manifest.json before the first step (sizes: always)
     epochs: float = 1.0
     max_steps: int = 0  # 0: run `epochs`
     # optimization
@@ -103,6 +133,27 @@ class TrainConfig:
         return self
 
 
+def resume_changes(
+    saved: dict, saved_data: dict | None, cfg: TrainConfig, data_now: dict
+) -> tuple[list[str], dict[str, list]]:
+    """(refused: ``field: checkpoint=... now=...`` lines, allowed: {field: [checkpoint, now]}) between a
+    checkpoint's train_config.json (+ its data identity) and this run's config (+ its data identity).
+    Fields the checkpoint does not know (saved by an older trainer) are skipped."""
+    now = cfg.to_dict()
+    refused, allowed = [], {}
+    for name, value in now.items():
+        if name not in saved or saved[name] == value or name in RESUME_UNLOGGED:
+            continue
+        if name in RESUME_FIXED or (name == "data" and not saved_data):
+            refused.append(f"{name}: checkpoint={saved[name]!r} now={value!r}")
+        else:
+            allowed[name] = [saved[name], value]
+    for key in RESUME_DATA_KEYS if saved_data else ():
+        if key in saved_data and saved_data[key] != data_now.get(key):
+            refused.append(f"data.{key}: checkpoint={saved_data[key]!r} now={data_now.get(key)!r}")
+    return refused, allowed
+
+
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
@@ -126,9 +177,13 @@ def build_parser() -> argparse.ArgumentParser:
         "grad_accum": "micro-batches per rank per optimizer step",
         "schedule": "linear warmup/decay | noam (DialoGPT: lr*1e4*d^-0.5*min(s^-0.5, s*w^-1.5)) | constant",
         "precision": "auto: bf16 autocast on CUDA when supported, fp32 on CPU",
-        "resume": "auto: latest checkpoint in --out if any | never | a checkpoint dir",
+        "resume": "auto: latest checkpoint in --out if any | never (a fresh run: --out must hold no "
+        "checkpoints) | a checkpoint dir. Resuming refuses changes of model, data, batching or optimizer "
+        "fields (config.RESUME_FIXED)",
         "stop_after": "stop with a checkpoint after N steps in this process (simulates preemption)",
         "max_steps": "total optimizer steps (0: derive from --epochs)",
+        "verify": "check every shard's sha256 against manifest.json before the first optimizer step, "
+        "overlapped with start-up; sizes and headers are always checked (--no-verify skips only the sha256)",
     }
     for f in fields(TrainConfig):
         if f.name == "extra":

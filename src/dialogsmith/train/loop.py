@@ -21,10 +21,18 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from dialogsmith.shards import ShardError
 from dialogsmith.train import checkpoint as ckpt
-from dialogsmith.train.config import TrainConfig, save_config
+from dialogsmith.train.config import TrainConfig, resume_changes, save_config
 from dialogsmith.train.data import collate, epoch_plan, group_steps, padding_fraction
 from dialogsmith.train.model import LossModel, build_model, load_gpt2_tokenizer, lr_at, param_groups
+from dialogsmith.train.verify import (
+    ShardCheck,
+    check_token_ids,
+    data_identity,
+    default_workers,
+    shard_report,
+)
 
 
 class Dist:
@@ -32,6 +40,7 @@ class Dist:
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
         self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        self.local_world = int(os.environ.get("LOCAL_WORLD_SIZE", str(self.world)))
         if cfg.device == "auto":
             dev = f"cuda:{self.local_rank}" if torch.cuda.is_available() else "cpu"
         else:
@@ -115,26 +124,96 @@ class StopFlag:
             signal.signal(sig, old)
 
 
-def _open_datasets(cfg: TrainConfig):
-    from dialogsmith.shards import ShardDataset
-
-    if not os.path.isfile(os.path.join(cfg.data, "manifest.json")):
+def _manifest_path(cfg: TrainConfig) -> str:
+    path = os.path.join(cfg.data, "manifest.json")
+    if not os.path.isfile(path):
         raise FileNotFoundError(
             f"--data {cfg.data}: no manifest.json (expected the tokenize stage's output dir)"
         )
+    return path
+
+
+def _open_datasets(cfg: TrainConfig, d: Dist):
+    """(train, valid or None, ShardCheck). Every shard of both splits is checked (size and header) before
+    it is opened; its sha256 (with --verify) is started in the background.
+
+    Under torchrun every rank reads from every shard, and each node may hold its own copy of the data, so
+    the ranks of a node share the hashing of all shards (shard k on local rank k mod local world size) and
+    the outcome is combined over all ranks before the first optimizer step: each node's copy is hashed
+    once, by all its ranks in parallel. (Rank 0 alone would leave other nodes' copies unchecked.)"""
+    from dialogsmith.shards import ShardDataset
+
+    with open(_manifest_path(cfg)) as fh:
+        splits = json.load(fh).get("splits", {})
+    if "train" not in splits:
+        raise ValueError(
+            f"--data {cfg.data}: no train split in manifest.json (has: {', '.join(sorted(splits))})"
+        )
+    read = ["train"] + (["valid"] if "valid" in splits else [])
+    check = ShardCheck(
+        cfg.data,
+        read,
+        sha256=cfg.verify,
+        part=(d.local_rank, d.local_world),
+        workers=default_workers(d.local_world),
+    )
     train = ShardDataset(cfg.data, split="train")
     if len(train) == 0:
         raise ValueError(f"--data {cfg.data}: the train split is empty")
-    try:
-        valid = ShardDataset(cfg.data, split="valid")
-        if len(valid) == 0:
-            valid = None
-    except (FileNotFoundError, KeyError, ValueError):
+    valid = ShardDataset(cfg.data, split="valid") if "valid" in read else None
+    if valid is not None and len(valid) == 0:
         valid = None
-    return train, valid
+    return train, valid, check
 
 
-def evaluate(loss_model, ds, cfg: TrainConfig, d: Dist, autocast, pad_id: int) -> dict:
+def _resume_dir(cfg: TrainConfig) -> str | None:
+    """The checkpoint to continue from, or None for a fresh run; a fresh run never lands on top of
+    another run's checkpoints."""
+    existing = ckpt.latest_checkpoint(cfg.out)
+    if cfg.resume == "auto":
+        return existing
+    if cfg.resume == "never":
+        if existing:
+            raise ValueError(
+                f"--out {cfg.out} already holds checkpoints (newest: {existing}): --resume never would start a "
+                "fresh run on top of them, mixing two runs' checkpoints and logs. Choose another --out for a "
+                "fresh run (or --resume auto to continue this one)"
+            )
+        return None
+    resume_dir = cfg.resume
+    if not os.path.isfile(os.path.join(resume_dir, "trainer_state.json")):
+        raise FileNotFoundError(f"--resume {resume_dir}: not a checkpoint dir (no trainer_state.json)")
+    own = os.path.realpath(os.path.join(cfg.out, "checkpoints"))
+    if existing and os.path.realpath(os.path.dirname(os.path.normpath(resume_dir))) != own:
+        raise ValueError(
+            f"--out {cfg.out} already holds checkpoints of another run (newest: {existing}): continuing "
+            f"{resume_dir} there would mix two runs. Choose another --out"
+        )
+    return resume_dir
+
+
+def _check_resume(cfg: TrainConfig, resume_dir: str, data_now: dict) -> dict[str, list]:
+    """Refuse to continue a checkpoint with another model, data, batching or optimizer (config.RESUME_FIXED);
+    return the other fields that changed, {field: [checkpoint, now]}."""
+    saved = ckpt.load_train_config(resume_dir)
+    if saved is None:
+        raise ValueError(
+            f"--resume: {resume_dir} has no train_config.json, so this run's configuration cannot be checked "
+            "against it; start a fresh run with --resume never and another --out"
+        )
+    refused, allowed = resume_changes(saved, ckpt.load_state(resume_dir).get("data"), cfg, data_now)
+    if refused:
+        raise ValueError(
+            f"cannot resume {resume_dir}: it was trained with another configuration, and these fields cannot "
+            "change on resume (they define the model, the data, its order or the optimizer state):\n  "
+            + "\n  ".join(refused)
+            + "\nrun with the checkpoint's values to continue it, or start a fresh run with --resume never and "
+            "another --out"
+        )
+    return allowed
+
+
+def evaluate(loss_model, ds, cfg: TrainConfig, d: Dist, autocast, pad_id: int, vocab_limit: int) -> dict:
     plan = epoch_plan(
         ds.lengths,
         batching=cfg.batching,
@@ -150,14 +229,23 @@ def evaluate(loss_model, ds, cfg: TrainConfig, d: Dist, autocast, pad_id: int) -
     was_training = loss_model.training
     loss_model.eval()
     loss_sum, n_targets = 0.0, 0
+    bad_ids = None
     with torch.no_grad():
         for rows in plan[d.rank :: d.world]:
-            b = collate(ds, rows, pad_id, cfg.pad_multiple).to(d.device)
+            b = collate(ds, rows, pad_id, cfg.pad_multiple)
+            try:
+                check_token_ids(int(b.input_ids.max()), rows, ds, vocab_limit)
+            except ShardError as e:
+                bad_ids = e  # raised by every rank after the sum below, so that no rank waits forever
+                break
+            b = b.to(d.device)
             with autocast():
                 loss_sum += float(loss_model(b))
             n_targets += b.n_targets
     loss_model.train(was_training)
-    loss_sum, n_targets = d.all_sum([loss_sum, n_targets])
+    loss_sum, n_targets, n_bad = d.all_sum([loss_sum, n_targets, 1.0 if bad_ids else 0.0])
+    if n_bad:
+        raise bad_ids or ShardError(f"{ds.split}: another rank found a token id beyond the vocabulary")
     loss = loss_sum / max(1.0, n_targets)
     return {"valid_loss": loss, "valid_ppl": math.exp(min(loss, 50.0)), "valid_targets": int(n_targets)}
 
@@ -180,18 +268,16 @@ def _run(cfg: TrainConfig, d: Dist) -> dict:
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     os.makedirs(cfg.out, exist_ok=True)
-    train_ds, valid_ds = _open_datasets(cfg)
+    # ---- resume or start: checked before anything is loaded or written ----
+    resume_dir = _resume_dir(cfg)
+    _manifest_path(cfg)
+    data_now = data_identity(cfg.data)
+    changed = _check_resume(cfg, resume_dir, data_now) if resume_dir else {}
+    # the sha256 of the shards runs from here to the first optimizer step (ShardCheck)
+    train_ds, valid_ds, shard_check = _open_datasets(cfg, d)
     pad_id = int(train_ds.eos_id)
     tokenizer = load_tokenizer(train_ds.tokenizer_dir, cfg.model or None)
 
-    # ---- resume or start ----
-    resume_dir = None
-    if cfg.resume == "auto":
-        resume_dir = ckpt.latest_checkpoint(cfg.out)
-    elif cfg.resume != "never":
-        resume_dir = cfg.resume
-        if not os.path.isfile(os.path.join(resume_dir, "trainer_state.json")):
-            raise FileNotFoundError(f"--resume {resume_dir}: not a checkpoint dir (no trainer_state.json)")
     if resume_dir:
         from transformers import AutoModelForCausalLM
 
@@ -208,6 +294,9 @@ def _run(cfg: TrainConfig, d: Dist) -> dict:
     random.seed(cfg.seed * 1000 + d.rank)
     np.random.seed((cfg.seed * 1000 + d.rank) % 2**32)
 
+    vocab_limit = min(train_ds.vocab_size, lm.get_input_embeddings().num_embeddings)
+    if pad_id >= vocab_limit:
+        raise ValueError(f"--data {cfg.data}: eos id {pad_id} >= the model's vocabulary size {vocab_limit}")
     lm.to(d.device)
     lm.train()
     loss_model = LossModel(lm)
@@ -280,6 +369,36 @@ def _run(cfg: TrainConfig, d: Dist) -> dict:
                 "train_instances": len(train_ds),
             }
         )
+        if changed:
+            log({"event": "config_changed", "from": resume_dir, "fields": changed})
+            lines = "".join(f"\n  {k}: checkpoint={v[0]!r} now={v[1]!r}" for k, v in changed.items())
+            print(f"train: resuming {resume_dir} with these settings changed:{lines}", file=sys.stderr)
+
+    verification_open = True
+
+    def finish_verification() -> None:
+        """Join this rank's sha256 share and combine every rank's outcome (all ranks call it at the same
+        point: before the first optimizer step, or after the loop if there was none)."""
+        nonlocal verification_open
+        verification_open = False
+        problems = shard_check.wait()
+        (n_bad,) = d.all_sum([float(len(problems))])
+        if n_bad:
+            raise ShardError(
+                shard_report(cfg.data, problems)
+                if problems
+                else f"{cfg.data}: {int(n_bad)} shard sha256 problem(s) found by other ranks (see their errors)"
+            )
+        if d.main:
+            log({"event": "verified", **shard_check.summary()})
+
+    def check_ids(batch, rows, ds) -> None:
+        try:
+            check_token_ids(int(batch.input_ids.max()), rows, ds, vocab_limit)
+        except ShardError:
+            if shard_check.pending:  # the sha256 names the whole file, expected vs actual: say that first
+                shard_check.raise_for_problems()
+            raise
 
     stop = StopFlag()
     bar = tqdm(
@@ -327,6 +446,7 @@ def _run(cfg: TrainConfig, d: Dist) -> dict:
                 "world_size": d.world,
                 "micro_batches_per_step": per_step,
                 "scaler": scaler.state_dict() if scaler is not None else None,
+                "data": data_now,
             }
             path = ckpt.finish(cfg.out, step, lm, tokenizer, cfg_dict, optimizer, st, cfg.keep_last)
             log({"event": "checkpoint", "step": step, "path": path})
@@ -340,7 +460,16 @@ def _run(cfg: TrainConfig, d: Dist) -> dict:
         while s < len(steps) and step < total_steps:
             micro = steps[s][d.rank * cfg.grad_accum : (d.rank + 1) * cfg.grad_accum]
             batches = [collate(train_ds, rows, pad_id, cfg.pad_multiple) for rows in micro]
-            (n_targets,) = d.all_sum([sum(b.n_targets for b in batches)])
+            bad_ids = None
+            for rows, b in zip(micro, batches, strict=True):
+                try:
+                    check_ids(b, rows, train_ds)
+                except ShardError as e:
+                    bad_ids = e  # raised by every rank after the sum below, so that no rank waits forever
+                    break
+            n_targets, n_bad = d.all_sum([sum(b.n_targets for b in batches), 1.0 if bad_ids else 0.0])
+            if n_bad:
+                raise bad_ids or ShardError("another rank found a token id beyond the vocabulary")
             scale = d.world / max(1.0, n_targets)
             lr = lr_at(step, cfg, total_steps, d_model)
             for g in optimizer.param_groups:
@@ -354,6 +483,8 @@ def _run(cfg: TrainConfig, d: Dist) -> dict:
                     scaled = loss * scale
                     (scaler.scale(scaled) if scaler else scaled).backward()
                 loss_sum += float(loss.detach())
+            if verification_open:
+                finish_verification()  # the sha256 ran during start-up and this step's forward/backward
             if scaler:
                 scaler.unscale_(optimizer)
             max_norm = cfg.max_grad_norm if cfg.max_grad_norm > 0 else float("inf")
@@ -400,7 +531,7 @@ def _run(cfg: TrainConfig, d: Dist) -> dict:
                 log(rec)
                 bar.set_postfix(loss=f"{loss_mean:.3f}", lr=f"{lr:.2e}", tok_s=f"{tps:,.0f}", refresh=False)
             if valid_ds is not None and cfg.eval_every and step % cfg.eval_every == 0 and step < total_steps:
-                last_valid = evaluate(loss_model, valid_ds, cfg, d, autocast, pad_id)
+                last_valid = evaluate(loss_model, valid_ds, cfg, d, autocast, pad_id, vocab_limit)
                 log({"step": step, **last_valid})
             if g_stop > 0:
                 interrupted = "signal" if stop.signal is not None else "stop_after"
@@ -418,6 +549,8 @@ def _run(cfg: TrainConfig, d: Dist) -> dict:
                 pos = s
     bar.close()
     stop.restore()
+    if verification_open:
+        finish_verification()  # nothing was trained in this process: still verify before saving
 
     summary = {
         "step": step,
@@ -434,7 +567,7 @@ def _run(cfg: TrainConfig, d: Dist) -> dict:
     }
     if interrupted is None:
         if valid_ds is not None:
-            last_valid = evaluate(loss_model, valid_ds, cfg, d, autocast, pad_id)
+            last_valid = evaluate(loss_model, valid_ds, cfg, d, autocast, pad_id, vocab_limit)
             log({"step": step, **last_valid})
         nxt_epoch, nxt_pos = (epoch, pos)
         save(nxt_pos, nxt_epoch)
