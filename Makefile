@@ -17,6 +17,15 @@ SAMPLE_COMMENTS ?= 20000
 PROFILE ?= default
 SPARK_MASTER ?= spark://localhost:7077
 JOBS_ARGS ?=
+# FORCE=1: a stage may replace its own earlier output even when it holds other files (--force);
+# STRICT=1: exit with status 3 when an input file was broken or lines were quarantined (--strict).
+FORCE ?=
+STRICT ?=
+SAFETY_ARGS = $(if $(filter 1 yes true,$(FORCE)),--force) $(if $(filter 1 yes true,$(STRICT)),--strict)
+
+# Paths are passed to the stages single-quoted, so spaces, commas, brackets and $ in them are kept
+# as they are: $(call q,$(OUT)) -> 'my out,dir [1]'.
+q = '$(subst ','\'',$(1))'
 
 .PHONY: help setup java-check sample extract instances filter dialogpt-tsv tokenize train chat eval metrics \
         demo test bench lint format dist submit-extract submit-filter submit-tokenize clean
@@ -57,46 +66,46 @@ $(STAMP): pyproject.toml setup.py src/dialogsmith/_fastjson.c
 setup: java-check $(STAMP)
 
 sample: setup
-	$(PY) -m dialogsmith.synth --out $(DUMPS) --seed $(SEED) --comments $(SAMPLE_COMMENTS)
+	$(PY) -m dialogsmith.synth --out $(call q,$(DUMPS)) --seed $(SEED) --comments $(SAMPLE_COMMENTS) $(if $(filter 1 yes true,$(FORCE)),--force)
 
 extract: setup
-	@test -n "$(OUT)" || { echo "usage: make extract DUMPS=<dir> OUT=<dir>"; exit 2; }
-	$(PY) extract/ingest.py --input $(DUMPS) --output $(OUT) $(JOBS_ARGS)
+	@test -n $(call q,$(OUT)) || { echo "usage: make extract DUMPS=<dir> OUT=<dir>"; exit 2; }
+	$(PY) extract/ingest.py --input $(call q,$(DUMPS)) --output $(call q,$(OUT)) $(SAFETY_ARGS) $(JOBS_ARGS)
 
 instances: setup
-	@test -n "$(IN)" -a -n "$(OUT)" || { echo "usage: make instances IN=<extract dir> OUT=<dir> [PROFILE=default|dialogpt]"; exit 2; }
-	$(PY) extract/conversations.py --input $(IN) --output $(OUT) --profile $(PROFILE) $(JOBS_ARGS)
+	@test -n $(call q,$(IN)) -a -n $(call q,$(OUT)) || { echo "usage: make instances IN=<extract dir> OUT=<dir> [PROFILE=default|dialogpt]"; exit 2; }
+	$(PY) extract/conversations.py --input $(call q,$(IN)) --output $(call q,$(OUT)) --profile $(PROFILE) $(SAFETY_ARGS) $(JOBS_ARGS)
 
 filter: setup
-	@test -n "$(IN)" -a -n "$(OUT)" || { echo "usage: make filter IN=<instances dir> OUT=<dir> [PROFILE=default|paper|dialogpt]"; exit 2; }
-	$(PY) filter/filter.py --input $(IN) --output $(OUT) --profile $(PROFILE) $(JOBS_ARGS)
+	@test -n $(call q,$(IN)) -a -n $(call q,$(OUT)) || { echo "usage: make filter IN=<instances dir> OUT=<dir> [PROFILE=default|paper|dialogpt]"; exit 2; }
+	$(PY) filter/filter.py --input $(call q,$(IN)) --output $(call q,$(OUT)) --profile $(PROFILE) $(SAFETY_ARGS) $(JOBS_ARGS)
 
 dialogpt-tsv: setup
-	@test -n "$(OUT)" || { echo "usage: make dialogpt-tsv DUMPS=<dir> OUT=<dir> FLAGS='<released extractor flags>'"; exit 2; }
-	$(PY) filter/dialogpt_tsv.py --dumps $(DUMPS) --output $(OUT) $(FLAGS)
+	@test -n $(call q,$(OUT)) || { echo "usage: make dialogpt-tsv DUMPS=<dir> OUT=<dir> FLAGS='<released extractor flags>'"; exit 2; }
+	$(PY) filter/dialogpt_tsv.py --dumps $(call q,$(DUMPS)) --output $(call q,$(OUT)) $(SAFETY_ARGS) $(FLAGS)
 
 tokenize: setup
-	@test -n "$(IN)" -a -n "$(OUT)" || { echo "usage: make tokenize IN=<filter dir> OUT=<dir> [TOKENIZER=gpt2|<dir>]"; exit 2; }
-	$(PY) tokenize/tokenize_shards.py --input $(IN) --output $(OUT) $(if $(TOKENIZER),--tokenizer $(TOKENIZER)) $(JOBS_ARGS)
+	@test -n $(call q,$(IN)) -a -n $(call q,$(OUT)) || { echo "usage: make tokenize IN=<filter dir> OUT=<dir> [TOKENIZER=gpt2|<dir>]"; exit 2; }
+	$(PY) tokenize/tokenize_shards.py --input $(call q,$(IN)) --output $(call q,$(OUT)) $(if $(TOKENIZER),--tokenizer $(call q,$(TOKENIZER))) $(SAFETY_ARGS) $(JOBS_ARGS)
 
 train: setup
-	@test -n "$(DATA_DIR)" -a -n "$(OUT)" || { echo "usage: make train DATA_DIR=<shards dir> OUT=<dir> [TRAIN_ARGS=...]"; exit 2; }
-	$(PY) train/train.py --data $(DATA_DIR) --out $(OUT) $(TRAIN_ARGS)
+	@test -n $(call q,$(DATA_DIR)) -a -n $(call q,$(OUT)) || { echo "usage: make train DATA_DIR=<shards dir> OUT=<dir> [TRAIN_ARGS=...]"; exit 2; }
+	$(PY) train/train.py --data $(call q,$(DATA_DIR)) --out $(call q,$(OUT)) $(TRAIN_ARGS)
 
 chat: setup
-	@test -n "$(MODEL)" || { echo "usage: make chat MODEL=<dir> [CHAT_ARGS=...]"; exit 2; }
-	$(PY) train/chat.py --model $(MODEL) $(CHAT_ARGS)
+	@test -n $(call q,$(MODEL)) || { echo "usage: make chat MODEL=<dir> [CHAT_ARGS=...]"; exit 2; }
+	$(PY) train/chat.py --model $(call q,$(MODEL)) $(CHAT_ARGS)
 
 metrics: setup
-	@test -n "$(HYP)" -a -n "$(REFS)" || { echo "usage: make metrics HYP=<file> REFS='<file> <file> ...'"; exit 2; }
-	$(PY) -m dialogsmith.metrics --hyp $(HYP) --refs $(REFS) $(if $(METEOR_JAR),--meteor-jar $(METEOR_JAR))
+	@test -n $(call q,$(HYP)) -a -n "$(REFS)" || { echo "usage: make metrics HYP=<file> REFS='<file> <file> ...'"; exit 2; }
+	$(PY) -m dialogsmith.metrics --hyp $(call q,$(HYP)) --refs $(REFS) $(if $(METEOR_JAR),--meteor-jar $(call q,$(METEOR_JAR)))
 
 eval: setup
-	@test -n "$(MODEL)" || { echo "usage: make eval MODEL=<dir> [EVAL_ARGS=...]"; exit 2; }
-	$(PY) train/evaluate.py --model $(MODEL) $(EVAL_ARGS)
+	@test -n $(call q,$(MODEL)) || { echo "usage: make eval MODEL=<dir> [EVAL_ARGS=...]"; exit 2; }
+	$(PY) train/evaluate.py --model $(call q,$(MODEL)) $(EVAL_ARGS)
 
 demo: setup
-	$(PY) -m dialogsmith.demo --data $(DATA) --seed $(SEED) --comments $(SAMPLE_COMMENTS)
+	$(PY) -m dialogsmith.demo --data $(call q,$(DATA)) --seed $(SEED) --comments $(SAMPLE_COMMENTS)
 
 test: setup
 	$(PY) -m pytest -q $(PYTEST_ARGS)
@@ -134,20 +143,20 @@ SPARK_SUBMIT = $(SPARK_HOME)/bin/spark-submit --master $(SPARK_MASTER) \
   --conf spark.log.level=$(SUBMIT_LOG_LEVEL) $(SUBMIT_ARGS)
 
 submit-extract: dist
-	@test -n "$(OUT)" || { echo "usage: make submit-extract DUMPS=<dir> OUT=<dir> [SPARK_MASTER=spark://host:7077]"; exit 2; }
-	$(SPARK_SUBMIT) extract/ingest.py --input $(DUMPS) --output $(OUT) $(JOBS_ARGS)
+	@test -n $(call q,$(OUT)) || { echo "usage: make submit-extract DUMPS=<dir> OUT=<dir> [SPARK_MASTER=spark://host:7077]"; exit 2; }
+	$(SPARK_SUBMIT) extract/ingest.py --input $(call q,$(DUMPS)) --output $(call q,$(OUT)) $(SAFETY_ARGS) $(JOBS_ARGS)
 
 submit-instances: dist
-	@test -n "$(IN)" -a -n "$(OUT)" || { echo "usage: make submit-instances IN=<extract dir> OUT=<dir> [PROFILE=default|dialogpt]"; exit 2; }
-	$(SPARK_SUBMIT) extract/conversations.py --input $(IN) --output $(OUT) --profile $(PROFILE) $(JOBS_ARGS)
+	@test -n $(call q,$(IN)) -a -n $(call q,$(OUT)) || { echo "usage: make submit-instances IN=<extract dir> OUT=<dir> [PROFILE=default|dialogpt]"; exit 2; }
+	$(SPARK_SUBMIT) extract/conversations.py --input $(call q,$(IN)) --output $(call q,$(OUT)) --profile $(PROFILE) $(SAFETY_ARGS) $(JOBS_ARGS)
 
 submit-filter: dist
-	@test -n "$(IN)" -a -n "$(OUT)" || { echo "usage: make submit-filter IN=<instances dir> OUT=<dir> [PROFILE=default|paper|dialogpt]"; exit 2; }
-	$(SPARK_SUBMIT) filter/filter.py --input $(IN) --output $(OUT) --profile $(PROFILE) $(JOBS_ARGS)
+	@test -n $(call q,$(IN)) -a -n $(call q,$(OUT)) || { echo "usage: make submit-filter IN=<instances dir> OUT=<dir> [PROFILE=default|paper|dialogpt]"; exit 2; }
+	$(SPARK_SUBMIT) filter/filter.py --input $(call q,$(IN)) --output $(call q,$(OUT)) --profile $(PROFILE) $(SAFETY_ARGS) $(JOBS_ARGS)
 
 submit-tokenize: dist
-	@test -n "$(IN)" -a -n "$(OUT)" || { echo "usage: make submit-tokenize IN=<filter dir> OUT=<dir> [TOKENIZER=gpt2|<dir>]"; exit 2; }
-	$(SPARK_SUBMIT) tokenize/tokenize_shards.py --input $(IN) --output $(OUT) $(if $(TOKENIZER),--tokenizer $(TOKENIZER)) $(JOBS_ARGS)
+	@test -n $(call q,$(IN)) -a -n $(call q,$(OUT)) || { echo "usage: make submit-tokenize IN=<filter dir> OUT=<dir> [TOKENIZER=gpt2|<dir>]"; exit 2; }
+	$(SPARK_SUBMIT) tokenize/tokenize_shards.py --input $(call q,$(IN)) --output $(call q,$(OUT)) $(if $(TOKENIZER),--tokenizer $(call q,$(TOKENIZER))) $(SAFETY_ARGS) $(JOBS_ARGS)
 
 clean:
 	rm -rf data/demo dist build .pytest_cache

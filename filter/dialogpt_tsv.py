@@ -3,7 +3,9 @@
 Drop-in for DialoGPT's reddit extractor (see docs/filter.md); logic in dialogsmith.filter.dialogpt_tsv.
 """
 
+import sys
+
 from dialogsmith.filter.dialogpt_tsv import main
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

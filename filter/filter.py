@@ -3,7 +3,9 @@
 Works as a plain script and under `spark-submit filter/filter.py ...`; the logic is dialogsmith.filter.
 """
 
+import sys
+
 from dialogsmith.filter import main
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

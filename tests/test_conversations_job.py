@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from dialogsmith import conversations, fsutil
+from dialogsmith import conversations, fsutil, outputs
 from dialogsmith.schemas import (
     COMMENTS,
     COMMENTS_VERSION,
@@ -56,8 +56,9 @@ def write_ingest(root, comments, submissions, n_buckets=N_BUCKETS):
             table = pa.Table.from_pylist(rs, schema=with_metadata(schema, kind, version))
             pq.write_table(table, os.path.join(d, "part-00000.parquet"))
     fsutil.write_json(
-        os.path.join(root, "stats.json"), {"stage": "ingest", "extra": {"n_buckets": n_buckets}}
+        os.path.join(root, "stats.json"), {"stage": "extract", "extra": {"n_buckets": n_buckets}}
     )
+    outputs.write_marker(str(root), "extract")  # a committed extract output (_SUCCESS + file list)
     return str(root)
 
 

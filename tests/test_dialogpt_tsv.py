@@ -28,7 +28,8 @@ def dumps_dir(tmp_path_factory):
 
 
 def _run(dumps, out, *flags):
-    return dialogpt_tsv.main(["--dumps", str(dumps), "--output", str(out), "--quiet", *flags])
+    argv = ["--dumps", str(dumps), "--output", str(out), "--quiet", *flags]
+    return dialogpt_tsv.run(dialogpt_tsv.build_parser().parse_args(argv))
 
 
 def _stats(out, stage):
@@ -82,5 +83,5 @@ def test_mode_choice(dumps_dir, tmp_path):
     assert mode == "staged" and "2016-0" in why
     assert dialogpt_tsv.choose_mode(parse([*base, "--keep-work"]))[0] == "staged"
     assert dialogpt_tsv.choose_mode(parse([*base, "--mode", "staged"]))[0] == "staged"
-    with pytest.raises(SystemExit, match="--keep-work"):
+    with pytest.raises(ValueError, match="--keep-work"):
         dialogpt_tsv.choose_mode(parse([*base, "--mode", "fused", "--keep-work"]))

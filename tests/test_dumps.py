@@ -224,7 +224,9 @@ def test_corrupt_zst_is_a_decode_error(tmp_path):
         blob[k] ^= 0xA5
     rows, q, st = dumps.read_dump(write(tmp_path, "RC_2016-01.zst", bytes(blob)))
     assert st.quarantined == {"decode_error": 1}, st
-    assert rows.num_rows < 3000 and st.lines == st.parsed + 1
+    # the flipped bytes decode without complaint; the frame checksum catches them at its end, after
+    # every line was decoded: all are kept (as `zstd -dc` writes them) and the break is counted
+    assert rows.num_rows <= 3000 and st.lines == st.parsed + 1
 
 
 def test_types_across_eras_fast_equals_reference(tmp_path):

@@ -8,6 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 from filter_helpers import instance, table
 
+from dialogsmith import outputs
 from dialogsmith.filter import job
 from dialogsmith.schemas import INSTANCES, INSTANCES_VERSION, with_metadata
 from dialogsmith.stats import StageStats
@@ -49,13 +50,16 @@ def instances_dir(tmp_path_factory):
     # two files, small row groups: several tasks
     pq.write_table(t.slice(0, 100), d / "instances" / "part-00000.parquet", row_group_size=40)
     pq.write_table(t.slice(100), d / "instances" / "part-00001.parquet", row_group_size=40)
-    (d / "stats.json").write_text(json.dumps({"extra": {"config": {"profile": "test"}}}))
+    (d / "stats.json").write_text(
+        json.dumps({"stage": "instances", "extra": {"config": {"profile": "test"}}})
+    )
+    outputs.write_marker(str(d), "instances")
     return d
 
 
 def _run(spark, instances_dir, out, *extra):
     argv = ["--input", str(instances_dir), "--output", str(out), "--rows-per-task", "50", "--quiet", *extra]
-    return job.main(argv)
+    return job.run(job.build_parser().parse_args(argv))
 
 
 def _read(out, sub):
@@ -155,27 +159,29 @@ def test_bland_response_corpus_pass(spark, tmp_path):
     ]
     pq.write_table(table(rows), d / "part-0.parquet")
     # "i do not", "do not know", "not know ." are seen 9, 9, 8 times: frequent when seen more than 7 times
-    stats = job.main(
-        [
-            "--input",
-            str(tmp_path / "conv"),
-            "--output",
-            str(tmp_path / "o"),
-            "--profile",
-            "paper",
-            "--no-bland-scale",
-            "--bland-min-count",
-            "7",
-            "--quiet",
-        ]
+    stats = job.run(
+        job.build_parser().parse_args(
+            [
+                "--input",
+                str(d),  # a plain directory of instance Parquet files (not a stage output)
+                "--output",
+                str(tmp_path / "o"),
+                "--profile",
+                "paper",
+                "--no-bland-scale",
+                "--bland-min-count",
+                "7",
+                "--quiet",
+            ]
+        )
     )
     assert stats.dropped == {"bland_response": 8}  # "i do not know why ." has 2/4 frequent trigrams
     assert stats.extra["frequent_trigrams"] == 3
 
 
-def test_bad_input_gives_clear_errors(spark, tmp_path):
-    with pytest.raises(SystemExit, match="no such directory"):
-        job.main(["--input", str(tmp_path / "nope"), "--output", str(tmp_path / "o")])
+def test_bad_input_gives_clear_errors(spark, tmp_path, capsys):
+    assert job.main(["--input", str(tmp_path / "nope"), "--output", str(tmp_path / "o")]) == 2
+    assert "not found" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()
     with pytest.raises(SystemExit, match="no instance Parquet"):
         job.main(["--input", str(tmp_path / "empty"), "--output", str(tmp_path / "o")])

@@ -13,6 +13,7 @@ import gzip
 import pytest
 
 from dialogsmith.filter import dialogpt_tsv
+from dialogsmith.stats import StageStats
 
 CONFIGS = {
     "A": ["--min_score", "1", "--min_depth", "2", "--max_depth", "5", "--use_title", "0", "--leaves_only", "1"],
@@ -33,10 +34,11 @@ def test_golden_config(spark, shared_dir, tmp_path, config, mode):
     lists = ["--bl_words", str(golden / "lists" / "words.blocklist.txt"),
              "--bl_subreddits", str(golden / "lists" / "subreddits.blocklist.txt")]  # fmt: skip
     out = tmp_path / "out"
-    stats = dialogpt_tsv.main(
+    rc = dialogpt_tsv.main(
         ["--dumps", str(golden / "dumps"), "--output", str(out), "--quiet", "--mode", mode, *flags, *lists]
     )
-    stats.check()
+    assert rc == 0
+    stats = StageStats.read(str(out / "stats" / "filter.json")).check()
     total = 0
     for month in MONTHS:
         got = sorted((out / f"{month}.tsv").read_bytes().splitlines())

@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 import zstandard
 
-from dialogsmith import dumps, fsutil, ingest, schemas
+from dialogsmith import dumps, fsutil, ingest, outputs, schemas
 from dialogsmith.stats import StageStats
 from dialogsmith.synth import SynthConfig, generate
 
@@ -168,11 +168,16 @@ def test_rerun_overwrites_safely(spark, corpus, ingested, tmp_path):
     out, stats = ingested
     target = tmp_path / "again"
     shutil.copytree(out, target)
-    (target / "stale.txt").write_text("from an older run")
-    again = ingest.run(args_for(d, target, buckets=5), spark=spark)  # auto slices this time
+    again = ingest.run(args_for(d, target, buckets=5), spark=spark)  # its own output: replaced
     assert again.rows_out == stats.rows_out and again.quarantined == stats.quarantined
-    assert not (target / "stale.txt").exists()
-    assert not [p for p in os.listdir(tmp_path) if ".tmp-" in p]
+    (target / "notes.txt").write_text("the user's own file")  # now it holds a foreign file: refused ...
+    with pytest.raises(outputs.OutputRefused, match="did not write .notes.txt"):
+        ingest.run(args_for(d, target, buckets=5), spark=spark)
+    assert (target / "notes.txt").exists() and (target / "_SUCCESS").exists()
+    argv = ["--input", str(d), "--output", str(target), "--buckets", "5", "--force"]
+    again = ingest.run(ingest.build_parser().parse_args(argv), spark=spark)  # ... unless --force
+    assert again.rows_out == stats.rows_out and not (target / "notes.txt").exists()
+    assert not [p for p in os.listdir(tmp_path) if ".tmp-" in p or ".old-" in p]
     assert not fsutil.exists(str(target / "_staging"))
 
 

@@ -48,7 +48,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from dialogsmith import fastjson, fsutil
+from dialogsmith import fastjson, fsutil, outputs
 from dialogsmith.schemas import (
     COMMENTS,
     COMMENTS_VERSION,
@@ -59,8 +59,9 @@ from dialogsmith.schemas import (
     check_schema_metadata,
     with_metadata,
 )
-from dialogsmith.stats import StageStats, Timer
+from dialogsmith.stats import StageStats, Timer, finish
 
+STAGE = "instances"
 PROFILES = ("default", "dialogpt")
 
 # Defaults per profile (dialogpt: the released Makefile's values).
@@ -995,12 +996,13 @@ def run(args: argparse.Namespace, input: str | None = None) -> StageStats:
     timer = Timer()
     cfg = config_from_args(args)
     input_dir = input or args.input
-    if not fsutil.exists(input_dir):
-        raise FileNotFoundError(f"--input {input_dir}: not found")
+    outputs.require_input(input_dir, "extract")
+    force = bool(getattr(args, "force", False))
+    outputs.check_target(args.output, STAGE, [input_dir], force)
     spark = get_spark("dialogsmith-instances")
-    stats = StageStats(stage="instances")
+    stats = StageStats(stage=STAGE)
     extra_sum = {"candidates": 0, "submissions_read": 0, "submissions_kept": 0}
-    with fsutil.atomic_output_dir(args.output) as tmp:
+    with outputs.stage_output(args.output, STAGE, [input_dir], force) as tmp:
         out_dir = fsutil.join(tmp, "instances")
         fsutil.makedirs(out_dir)
         tasks = plan_tasks(input_dir, out_dir, cfg)
@@ -1028,7 +1030,6 @@ def run(args: argparse.Namespace, input: str | None = None) -> StageStats:
         }
         stats.check()
         stats.write(fsutil.join(tmp, "stats.json"))
-        fsutil.write_bytes(fsutil.join(tmp, "_SUCCESS"), b"")
     print(summary(stats), file=sys.stderr)
     return stats
 
@@ -1060,6 +1061,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--output", required=True, help="output directory (instances/, stats.json); replaced atomically"
     )
+    outputs.add_safety_flags(p)
     p.add_argument(
         "--profile",
         default="default",
@@ -1136,8 +1138,8 @@ def config_from_args(args: argparse.Namespace) -> BuildConfig:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        run(args)
-    except (FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        stats = run(args)
+    except (FileNotFoundError, ValueError, outputs.OutputRefused, outputs.IncompleteInput) as e:
+        print(f"instances: error: {e}", file=sys.stderr)
         return 2
-    return 0
+    return finish(stats, args.strict)

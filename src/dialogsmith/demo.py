@@ -111,14 +111,31 @@ def _stats(path: Path) -> dict:
     return json.loads(p.read_text()) if p.exists() else {}
 
 
-def run_sample(cfg: DemoConfig, out: Path) -> dict:
-    from dialogsmith.synth import SynthConfig, generate
+def _clear_own(cfg: DemoConfig, step: str, out: Path) -> None:
+    """Remove a step's earlier output before it runs again: only what the demo itself wrote there
+    (recorded in DATA/.demo/<step>.json); a directory the demo did not write is refused."""
+    if not out.exists():
+        return
+    if out.is_dir() and not any(out.iterdir()):
+        out.rmdir()
+        return
+    state = read_state(Path(cfg.data), step)
+    if not state or listing(out).keys() - set(state.get("outputs") or {}):
+        raise DemoError(
+            f"{out} exists and was not written by the demo's {step} step (or holds other files); "
+            "choose another --data or remove it"
+        )
+    shutil.rmtree(out)
 
-    if out.exists():
-        shutil.rmtree(out)
-    report = generate(
-        out, SynthConfig(months=list(cfg.months), comments_per_month=cfg.comments, seed=cfg.seed)
-    )
+
+def run_sample(cfg: DemoConfig, out: Path) -> dict:
+    from dialogsmith import outputs
+    from dialogsmith.synth import STAGE, SynthConfig, generate
+
+    with outputs.stage_output(str(out), STAGE) as tmp:
+        report = generate(
+            tmp, SynthConfig(months=list(cfg.months), comments_per_month=cfg.comments, seed=cfg.seed)
+        )
     return {
         "comments": report.comments,
         "submissions": report.submissions,
@@ -171,8 +188,7 @@ def run_tokenizer(cfg: DemoConfig, out: Path) -> dict:
             raise DemoError(
                 f"--tokenizer {cfg.tokenizer}: not a directory (vocab.json + merges.txt or tokenizer.json)"
             )
-        if out.exists():
-            shutil.rmtree(out)
+        _clear_own(cfg, "tokenizer", out)
         shutil.copytree(src, out)
         return {"source": str(src)}
     texts = _split_texts(_path(cfg, "filter"), "train")
@@ -181,8 +197,7 @@ def run_tokenizer(cfg: DemoConfig, out: Path) -> dict:
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     train_small_bpe(texts, tmp, vocab_size=cfg.vocab_size)
-    if out.exists():
-        shutil.rmtree(out)
+    _clear_own(cfg, "tokenizer", out)
     tmp.rename(out)
     return {"trained_on_turns": len(texts), "vocab_size": cfg.vocab_size}
 
@@ -207,8 +222,7 @@ def run_train(cfg: DemoConfig, out: Path) -> dict:
     from dialogsmith.train.config import parse_config
     from dialogsmith.train.loop import run
 
-    if out.exists():  # inputs changed or --force: a fresh run, not a resume of the old one
-        shutil.rmtree(out)
+    _clear_own(cfg, "train", out)  # inputs changed or --force: a fresh run, not a resume of the old one
     argv = [
         "--data", str(_path(cfg, "shards")),
         "--out", str(out),

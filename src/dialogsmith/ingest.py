@@ -36,6 +36,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -43,9 +44,11 @@ import pyarrow.compute as pc
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
-from dialogsmith import dumps, fastjson, fsutil, schemas
-from dialogsmith.stats import StageStats
+from dialogsmith import dumps, fastjson, fsutil, outputs, schemas
+from dialogsmith.outputs import add_safety_flags
+from dialogsmith.stats import StageStats, finish
 
+STAGE = "extract"
 DUPLICATE_ID = "duplicate_id"
 # Expected decoded/compressed size ratio per compression, to size buckets and slices before reading.
 _RATIO = {"zst": 8.0, "bz2": 6.0, "xz": 7.0, "gz": 5.0, "plain": 1.0}
@@ -70,13 +73,45 @@ DUMP_SUFFIXES = (".ndjson", ".jsonl")  # plus RC_/RS_ names; other names only wh
 # --- planning (driver) --------------------------------------------------------------------------
 
 
-def list_inputs(spec: str | list[str]) -> list[str]:
-    """Dump files from a directory, a glob, or a comma-separated list of any of those."""
-    parts = spec if isinstance(spec, list) else [p for p in str(spec).split(",") if p.strip()]
+CHECKSUM_SUFFIXES = (".md5", ".sha1", ".sha256", ".sha512", ".sig", ".asc", ".torrent")
+# Why a file found in an input directory is not read (stable identifiers, listed in stats.json).
+SKIP_NOT_A_DUMP = "not_a_dump_name"  # neither RC_/RS_YYYY-MM[.ext] nor *.ndjson / *.jsonl
+SKIP_CHECKSUM = "checksum_file"  # RC_2016-01.zst.md5 and the like
+SKIP_BAD_MONTH = "invalid_month"  # RC_2099-13.zst: not a month between 2005-06 and today
+
+
+@dataclass
+class InputScan:
+    """The dump files an ``--input`` names, with the name each is known by, and what was skipped."""
+
+    files: list[str]
+    sources: dict[str, str]  # file (read or skipped) -> its path relative to the input directory
+    skipped: dict[str, str]  # file -> skip reason
+    roots: list[str]  # the directories given
+
+    @property
+    def paths(self) -> list[str]:
+        """Everything the input consists of (for the OUT-is-not-an-input check)."""
+        return [*self.roots, *self.files]
+
+
+def scan_inputs(spec: str | list[str]) -> InputScan:
+    """Dump files from a directory, a glob, or a comma-separated list of any of those.
+
+    A path that exists is taken as it is, even when it holds ``,`` or ``[``; other parts are split on
+    commas and globbed. Directories are scanned recursively; every file that is not read is listed with
+    its reason. An explicitly named file with an impossible month is an error."""
+    if isinstance(spec, list):
+        parts = [str(p) for p in spec]
+    elif fsutil.exists(str(spec)):
+        parts = [str(spec)]
+    else:
+        parts = [p.strip() for p in str(spec).split(",") if p.strip()]
     files: list[str] = []
+    skipped: dict[str, str] = {}
+    roots: list[str] = []
     for part in parts:
-        part = part.strip()
-        if any(ch in part for ch in "*?[") and "://" not in part:
+        if not fsutil.exists(part) and any(ch in part for ch in "*?[") and "://" not in part:
             matched = sorted(glob.glob(part))
             if not matched:
                 raise FileNotFoundError(f"--input: no file matches {part!r}")
@@ -84,20 +119,102 @@ def list_inputs(spec: str | list[str]) -> list[str]:
         elif not fsutil.exists(part):
             raise FileNotFoundError(f"--input: {part!r} does not exist")
         elif os.path.isdir(part) or ("://" in part and _is_dir(part)):
-            found = [f for f in fsutil.list_files(part) if _looks_like_dump(f)]
+            roots.append(part)
+            found = []
+            for f in _all_files(part):
+                reason = skip_reason(f)
+                if reason:
+                    skipped[f] = reason
+                else:
+                    found.append(f)
             if not found:
                 raise FileNotFoundError(
                     f"--input: no dump files in {part!r} (expected RC_YYYY-MM.zst, RS_YYYY-MM.bz2, *.ndjson, …)"
+                    + (f"; skipped {_skipped_text(skipped)}" if skipped else "")
                 )
             files.extend(found)
         else:
+            kind, month = dumps.parse_dump_name(part)
+            if kind and not dumps.valid_month(month):
+                raise ValueError(
+                    f"--input: {part}: {month} is not a month of the Pushshift dumps "
+                    f"({dumps.FIRST_MONTH} .. this month)"
+                )
             files.append(part)
     seen, out = set(), []
     for f in files:
         if f not in seen:
             seen.add(f)
             out.append(f)
+    root = roots[0] if len(parts) == 1 and roots else None
+    return InputScan(out, source_names([*out, *skipped], root), skipped, roots)
+
+
+def list_inputs(spec: str | list[str]) -> list[str]:
+    """The dump files of ``scan_inputs`` (paths only)."""
+    return scan_inputs(spec).files
+
+
+def skip_reason(path: str) -> str | None:
+    """Why a file found in an input directory is not a dump to read (None: read it)."""
+    name = os.path.basename(path)
+    if name.lower().endswith(CHECKSUM_SUFFIXES):
+        return SKIP_CHECKSUM
+    kind, month = dumps.parse_dump_name(name)
+    if kind:
+        return None if dumps.valid_month(month) else SKIP_BAD_MONTH
+    stem = name
+    if dumps.compression_of(name) != "plain":
+        stem = os.path.splitext(name)[0]
+    if stem.lower().endswith(DUMP_SUFFIXES) and not name.startswith((".", "_")):
+        return None
+    return SKIP_NOT_A_DUMP
+
+
+def _all_files(root: str) -> list[str]:
+    import pyarrow.fs as pafs
+
+    fs, path = fsutil.resolve(root)
+    infos = fs.get_file_info(pafs.FileSelector(path, recursive=True))
+    out = []
+    for info in infos:
+        if info.type != pafs.FileType.File:
+            continue
+        rel = info.path[len(path) :].lstrip("/")
+        if rel.split("/")[-1] in ("_SUCCESS", "_dialogsmith.json", "synth_report.json"):
+            continue  # the sample stage's own files
+        out.append(info.path if "://" not in root else fsutil.join(root, rel))
+    return sorted(out)
+
+
+def source_names(files: list[str], root: str | None) -> dict[str, str]:
+    """Each file's name in the output (``source``) and in stats: its path relative to ``root`` (the one
+    input directory), else to the deepest directory holding every file; unique by construction."""
+    if not files:
+        return {}
+    if root is None:
+        dirs = [f.rsplit("/", 1)[0] if "/" in f else "." for f in files]
+        root = os.path.commonpath(dirs) if all("://" not in d for d in dirs) else _common_prefix(dirs)
+    base = root.rstrip("/") + "/"
+    out = {}
+    for f in files:
+        out[f] = f[len(base) :] if f.startswith(base) else os.path.relpath(f, root)
     return out
+
+
+def _common_prefix(dirs: list[str]) -> str:
+    parts = [d.split("/") for d in dirs]
+    common = []
+    for level in zip(*parts, strict=False):
+        if len(set(level)) != 1:
+            break
+        common.append(level[0])
+    return "/".join(common)
+
+
+def _skipped_text(skipped: dict[str, str]) -> str:
+    items = [f"{os.path.basename(f)} ({r})" for f, r in sorted(skipped.items())]
+    return ", ".join(items[:5]) + (f" and {len(items) - 5} more" if len(items) > 5 else "")
 
 
 def _is_dir(uri: str) -> bool:
@@ -105,16 +222,6 @@ def _is_dir(uri: str) -> bool:
 
     fs, path = fsutil.resolve(uri)
     return fs.get_file_info(path).type == pafs.FileType.Directory
-
-
-def _looks_like_dump(path: str) -> bool:
-    name = os.path.basename(path)
-    if dumps.parse_dump_name(name)[0]:
-        return True
-    stem = name
-    if dumps.compression_of(name) != "plain":
-        stem = os.path.splitext(name)[0]
-    return stem.lower().endswith(DUMP_SUFFIXES)
 
 
 def _file_size(uri: str) -> int:
@@ -188,8 +295,15 @@ def auto_slices(est: int, total: int, parallelism: int) -> int:
     return len(slice_bounds(est, core_work, min(MAX_SLICES, parallelism))) + 1
 
 
-def plan(files: list[str], kind: str | None, slices: int | None, parallelism: int) -> list[dict]:
-    """Work items: one per (file, slice); a slice is a decoded byte range ``[start, stop)`` of its file."""
+def plan(
+    files: list[str],
+    kind: str | None,
+    slices: int | None,
+    parallelism: int,
+    sources: dict[str, str] | None = None,
+) -> list[dict]:
+    """Work items: one per (file, slice); a slice is a decoded byte range ``[start, stop)`` of its file.
+    ``sources``: each file's name in the output (default: its base name)."""
     sizes = {f: estimated_bytes(f) for f in files}
     for f in files:  # files that may be sliced: measure their ratio (one small read each)
         if (slices or 1) > 1 or (not slices and parallelism > 1 and sizes[f] >= SLICE_MIN_BYTES):
@@ -218,7 +332,7 @@ def plan(files: list[str], kind: str | None, slices: int | None, parallelism: in
                 {
                     "file": f,
                     "file_idx": idx,
-                    "source": os.path.basename(f),
+                    "source": (sources or {}).get(f) or os.path.basename(f),
                     "kind": name_kind or kind,
                     "month": month,
                     "slice": s,
@@ -540,6 +654,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--input", required=True, help="dump directory, glob, or comma-separated list of files/dirs"
     )
     p.add_argument("--output", required=True, help="output directory (replaced atomically on success)")
+    add_safety_flags(p)
     p.add_argument(
         "--kind",
         choices=dumps.KINDS,
@@ -576,7 +691,10 @@ def run(args: argparse.Namespace, input: list[str] | None = None, spark=None) ->
         v = getattr(args, name, None)
         if v is not None and v < (0 if name == "max_decoders" else 1):
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {v}")
-    files = list_inputs(input if input is not None else args.input)
+    scan = scan_inputs(input if input is not None else args.input)
+    files = scan.files
+    force = bool(getattr(args, "force", False))
+    outputs.check_target(args.output, STAGE, scan.paths, force)  # before Spark starts: fail fast
     spark = (
         spark
         or getattr(args, "spark", None)
@@ -589,14 +707,14 @@ def run(args: argparse.Namespace, input: list[str] | None = None, spark=None) ->
     t = time.perf_counter()
     total_est = sum(estimated_bytes(f) for f in files)
     n_buckets = args.buckets or default_buckets(total_est)
-    items = plan(files, getattr(args, "kind", None), getattr(args, "slices", None), parallelism)
+    items = plan(files, getattr(args, "kind", None), getattr(args, "slices", None), parallelism, scan.sources)
     max_decoders = (
         args.max_decoders if getattr(args, "max_decoders", None) is not None else (os.cpu_count() or 1)
     )
     phases["plan"] = round(time.perf_counter() - t, 3)
 
-    stats = StageStats(stage="extract")
-    with fsutil.atomic_output_dir(args.output) as tmp:
+    stats = StageStats(stage=STAGE)
+    with outputs.stage_output(args.output, STAGE, scan.paths, force) as tmp:
         staging = fsutil.join(tmp, "_staging")
         conf = {
             "out": tmp,
@@ -672,6 +790,7 @@ def run(args: argparse.Namespace, input: list[str] | None = None, spark=None) ->
             "max_decoders": max_decoders,
             "parallelism": parallelism,
             "files": dict(sorted(per_file.items())),
+            "skipped_inputs": {scan.sources.get(f) or f: r for f, r in sorted(scan.skipped.items())},
             "phase_seconds": phases,
             "task_seconds": {
                 "decode_parse": round(sum(r["seconds"] for r in p1), 3),
@@ -689,7 +808,6 @@ def run(args: argparse.Namespace, input: list[str] | None = None, spark=None) ->
         stats.seconds = round(time.perf_counter() - timer0, 3)
         stats.check()
         stats.write(fsutil.join(tmp, "stats.json"))
-        fsutil.write_bytes(fsutil.join(tmp, "_SUCCESS"), b"")
         phases["commit"] = round(time.perf_counter() - t, 3)
     stats.seconds = round(time.perf_counter() - timer0, 3)
     return stats
@@ -709,12 +827,14 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         stats = run(args)
-    except (FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except (FileNotFoundError, ValueError, outputs.OutputRefused) as e:
+        print(f"extract: error: {e}", file=sys.stderr)
         return 2
     print(summary(stats))
-    for name, f in stats.extra["files"].items():
-        if f["error"]:
-            print(f"  warning: {name}: {f['error']} (lines before the break were kept)")
+    skipped = stats.extra.get("skipped_inputs") or {}
+    if skipped:
+        print(f"  skipped {len(skipped)} file(s) that are not dumps:")
+        for name, reason in skipped.items():
+            print(f"    {name}: {reason}")
     print(f"  output: {args.output}")
-    return 0
+    return finish(stats, args.strict)

@@ -92,3 +92,52 @@ class Timer:
     @property
     def seconds(self) -> float:
         return round(time.perf_counter() - self.start, 3)
+
+
+# --- the end-of-run warning block (every stage's CLI) ------------------------------------------------
+
+EXIT_STRICT = 3  # --strict: the run finished, but some input was broken or quarantined
+
+
+def problems(stats: StageStats) -> list[str]:
+    """One line per input file that had an error or quarantined lines (file, reason, count), or, for
+    stages without per-file figures, one line for the stage's quarantined rows and malformed drops."""
+    lines = []
+    files = stats.extra.get("files") if isinstance(stats.extra, dict) else None
+    if isinstance(files, dict) and files:
+        for name, f in sorted(files.items()):
+            q = {k: v for k, v in (f.get("quarantined") or {}).items() if v}
+            if not q and not f.get("error"):
+                continue
+            counts = ", ".join(f"{reason} {n:,}" for reason, n in sorted(q.items()))
+            line = f"{name}: {counts}" if counts else f"{name}:"
+            if f.get("error"):
+                line += f" — the file is broken ({f['error']}); the lines before the break were kept"
+            lines.append(line)
+    elif stats.quarantined:
+        counts = ", ".join(f"{reason} {n:,}" for reason, n in sorted(stats.quarantined.items()) if n)
+        if counts:
+            lines.append(f"quarantined: {counts}")
+    malformed = stats.dropped.get("malformed", 0)
+    if malformed:
+        lines.append(f"malformed input rows (dropped as 'malformed'): {malformed:,}")
+    return lines
+
+
+def finish(stats: StageStats, strict: bool = False, stream=None) -> int:
+    """Print the warning block when any input was broken or quarantined; the exit status (``--strict``
+    turns problems into EXIT_STRICT)."""
+    import sys
+
+    stream = stream or sys.stderr
+    found = problems(stats)
+    if not found:
+        return 0
+    print(f"warning: {stats.stage}: some input could not be read; counted in stats.json:", file=stream)
+    for line in found:
+        print(f"  {line}", file=stream)
+    if strict:
+        print(f"{stats.stage}: --strict: exiting with status {EXIT_STRICT}", file=stream)
+        return EXIT_STRICT
+    print("  (--strict makes this an error)", file=stream)
+    return 0

@@ -33,11 +33,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from dialogsmith import fsutil, schemas, shards
-from dialogsmith.stats import StageStats, Timer, counter_to_dict
+from dialogsmith import fsutil, outputs, schemas, shards
+from dialogsmith.stats import StageStats, Timer, counter_to_dict, finish
 
 EOS_TOKEN = "<|endoftext|>"
 DEFAULT_TOKENIZER = "gpt2"
+STAGE = "tokenize"
 SPLIT_ORDER = ("train", "valid", "test")
 TOKENIZER_FILES = (
     "tokenizer.json",
@@ -528,6 +529,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--input", required=True, help="filter stage output directory (holds <split>/*.parquet)")
     p.add_argument("--output", required=True, help="output directory (replaced atomically)")
+    outputs.add_safety_flags(p)
     p.add_argument(
         "--tokenizer",
         default=DEFAULT_TOKENIZER,
@@ -564,20 +566,24 @@ def run(args: argparse.Namespace, input=None) -> StageStats:
         raise ValueError(f"--max-len must be >= 3, got {args.max_len}")
     if args.shard_size < 1:
         raise ValueError(f"--shard-size must be >= 1, got {args.shard_size}")
+    splits_arg = [s.strip() for s in args.splits.split(",") if s.strip()] if args.splits else None
+    is_frame = input is not None and not isinstance(input, str | os.PathLike)
+    force = bool(getattr(args, "force", False))
+    input_paths = [] if is_frame else [str(input if input is not None else args.input)]
+    if not is_frame:  # fail fast, before Spark
+        path = input_paths[0]
+        if outputs.looks_like_stage_output(path, ["funnel.json"]):
+            outputs.require_input(path, "filter")
+        discover_inputs(path, splits_arg)
+    outputs.check_target(args.output, STAGE, input_paths, force)
     tok = load_tokenizer(args.tokenizer)
     eos_id = eos_id_of(tok, args.eos_token)
     vocab_size = int(tok.get_vocab_size(with_added_tokens=True))
-    splits_arg = [s.strip() for s in args.splits.split(",") if s.strip()] if args.splits else None
-    is_frame = input is not None and not isinstance(input, str | os.PathLike)
-    if not is_frame:
-        discover_inputs(
-            str(input if input is not None else args.input), splits_arg
-        )  # fail fast, before Spark
     spark = get_spark("dialogsmith-tokenize", master=args.master)
 
     staged = None
     input_dir = args.input
-    if is_frame:  # a DataFrame: stage it as Parquet
+    if is_frame:  # a DataFrame: stage it as Parquet (its own temporary directory, removed below)
         staged = f"{args.output.rstrip('/')}.input-{uuid.uuid4().hex[:8]}"
         input.select("split", "turns", "turn_weights").write.partitionBy("split").parquet(staged)
         input_dir = staged
@@ -590,7 +596,7 @@ def run(args: argparse.Namespace, input=None) -> StageStats:
         if fsutil.exists(stats_uri):
             source["input_stats_sha256"] = hashlib.sha256(fsutil.read_bytes(stats_uri)).hexdigest()
         threads = int(spark.sparkContext.getConf().get("spark.task.cpus", "1"))
-        with fsutil.atomic_output_dir(args.output) as tmp:
+        with outputs.stage_output(args.output, STAGE, input_paths, force) as tmp:
             cfg = TaskConfig(
                 out_dir=tmp,
                 tokenizer_json=tok.to_str(),
@@ -629,15 +635,15 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         stats = run(args)
-    except (FileNotFoundError, ValueError, RuntimeError) as e:
+    except (FileNotFoundError, ValueError, RuntimeError, outputs.OutputRefused, outputs.IncompleteInput) as e:
         print(f"tokenize: error: {e}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(e, outputs.OutputRefused | outputs.IncompleteInput) else 1
     print(
         f"tokenize: {stats.rows_in} instances in, {stats.rows_out} written, dropped {stats.dropped}, "
         f"quarantined {stats.quarantined}; {stats.extra.get('tokens_written', 0)} tokens in {stats.seconds}s "
         f"-> {args.output}"
     )
-    return 0
+    return finish(stats, args.strict)
 
 
 if __name__ == "__main__":

@@ -71,10 +71,12 @@ class _Tables:
         return pa.concat_tables(self.tables) if self.tables else INSTANCES.empty_table()
 
 
-def _blocks(uri: str, kind: str, columns, files: dict, quarantine: list) -> Iterator[pa.Table]:
+def _blocks(
+    uri: str, kind: str, columns, files: dict, quarantine: list, source: str | None = None
+) -> Iterator[pa.Table]:
     """The parsed rows of one dump file, block by block; per-file counts into ``files``."""
-    source = os.path.basename(uri)
-    _, month = dumps.parse_dump_name(source)
+    source = source or os.path.basename(uri)
+    _, month = dumps.parse_dump_name(uri)
     parser = dumps.BlockParser(source, kind, month, columns=columns)
     reader = dumps.DumpReader(uri)
     st = files.setdefault(source, {"lines": 0, "parsed": 0, "quarantined": Counter(), "error": None})
@@ -105,7 +107,7 @@ def month_task(task: dict, profile: Profile) -> dict:
     sub_tables = [
         t
         for f in task["rs_files"]
-        for t in _blocks(f, dumps.SUBMISSIONS, SUBMISSION_COLUMNS, files, quarantine)
+        for t in _blocks(f, dumps.SUBMISSIONS, SUBMISSION_COLUMNS, files, quarantine, task["sources"][f])
     ]
     if sub_tables:
         submissions = pa.concat_tables(sub_tables)
@@ -128,7 +130,7 @@ def month_task(task: dict, profile: Profile) -> dict:
     reached, reached_links = [], []  # rows left to submission_not_kept, and their link ids
     n_rows = 0
     for f in task["rc_files"]:
-        for table in _blocks(f, dumps.COMMENTS, COMMENT_COLUMNS, files, quarantine):
+        for table in _blocks(f, dumps.COMMENTS, COMMENT_COLUMNS, files, quarantine, task["sources"][f]):
             # submission_not_kept is applied once below: pc.is_in rebuilds its hash set on every call
             code, ntok = dialogpt_extract_codes(table, None, dep_keys)
             ids.extend(table["id"].chunks)  # arrays: pa.chunked_array of ChunkedArrays converts per value
@@ -229,13 +231,19 @@ def month_task(task: dict, profile: Profile) -> dict:
 
 def month_tasks(dumps_dir: str, out: str, cfg: BuildConfig) -> list[dict]:
     """One task per month with a comment or submission dump, biggest first."""
+    from dialogsmith.ingest import scan_inputs
+
+    scan = scan_inputs(dumps_dir)
     by_month: dict[str, dict] = {}
-    for path in fsutil.list_files(dumps_dir):
-        kind, month = dumps.parse_dump_name(path.rsplit("/", 1)[-1])
+    for path in scan.files:
+        kind, month = dumps.parse_dump_name(path)
         if kind is None or month is None:
             continue
-        t = by_month.setdefault(month, {"month": month, "rs_files": [], "rc_files": [], "bytes": 0})
+        t = by_month.setdefault(
+            month, {"month": month, "rs_files": [], "rc_files": [], "bytes": 0, "sources": {}}
+        )
         t["rs_files" if kind == dumps.SUBMISSIONS else "rc_files"].append(path)
+        t["sources"][path] = scan.sources[path]
         t["bytes"] += estimated_bytes(path)  # decoded size (ingest's estimate): biggest month first
     tasks = []
     for month in sorted(by_month):

@@ -23,9 +23,10 @@ import argparse
 import re
 import sys
 
-from dialogsmith import fsutil
-from dialogsmith.stats import StageStats, Timer
+from dialogsmith import fsutil, outputs
+from dialogsmith.stats import StageStats, Timer, finish
 
+STAGE = "dialogpt-tsv"
 RELEASED_FLAGS = {  # name: (type, released Makefile value)
     "min_score": (int, 1),
     "min_depth": (int, 2),
@@ -46,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--dumps", required=True, help="directory with RS_<month>.* and RC_<month>.* dumps")
     p.add_argument("--output", required=True, help="output directory (replaced atomically)")
+    outputs.add_safety_flags(p)
     for name, (typ, default) in RELEASED_FLAGS.items():
         p.add_argument(f"--{name}", type=typ, default=default, help="released flag (default: %(default)s)")
     p.add_argument("--bl_words", help="word/phrase blocklist file (flashtext semantics)")
@@ -73,22 +75,17 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def dump_months(dumps: str) -> list[str]:
-    if not fsutil.exists(dumps):
-        raise SystemExit(f"--dumps {dumps}: no such directory")
-    months = set()
-    for path in fsutil.list_files(dumps):
-        m = _MONTH.match(path.rsplit("/", 1)[-1])
-        if m:
-            months.add(m.group(1))
+def dump_months(dumps_dir: str) -> list[str]:
+    """The months of the RC_/RS_ dumps under ``dumps_dir`` (validated names, as the extract stage reads)."""
+    from dialogsmith import dumps, ingest
+
+    if not fsutil.exists(dumps_dir):
+        raise FileNotFoundError(f"--dumps {dumps_dir}: no such directory")
+    scan = ingest.scan_inputs(dumps_dir)
+    months = {dumps.parse_dump_name(f)[1] for f in scan.files} - {None}
     if not months:
-        raise SystemExit(f"--dumps {dumps}: no RS_<YYYY-MM>/RC_<YYYY-MM> dump files found")
+        raise FileNotFoundError(f"--dumps {dumps_dir}: no RS_<YYYY-MM>/RC_<YYYY-MM> dump files found")
     return sorted(months)
-
-
-def _stage(name: str, rc) -> None:
-    if isinstance(rc, int) and rc != 0:
-        raise SystemExit(f"dialogpt-tsv: the {name} stage failed (exit status {rc}); see the error above")
 
 
 def choose_mode(args) -> tuple[str, str]:
@@ -96,7 +93,7 @@ def choose_mode(args) -> tuple[str, str]:
     from dialogsmith import dumps, ingest
 
     if args.mode == "fused" and args.keep_work:
-        raise SystemExit("--keep-work keeps the staged path's tables: use it with --mode staged or auto")
+        raise ValueError("--keep-work keeps the staged path's tables: use it with --mode staged or auto")
     if args.mode != "auto":
         return args.mode, "--mode"
     if args.keep_work:
@@ -151,11 +148,14 @@ def run(args, input=None) -> StageStats:
     months = dump_months(args.dumps)
     for path in (args.bl_words, args.bl_subreddits, args.keys):
         if path and not fsutil.exists(path):
-            raise SystemExit(f"not found: {path}")
+            raise FileNotFoundError(f"not found: {path}")
+    inputs = [args.dumps, args.bl_words, args.bl_subreddits, args.keys]
+    force = bool(getattr(args, "force", False))
+    outputs.check_target(args.output, STAGE, inputs, force)
     mode, why = choose_mode(args)
     print(f"dialogpt-tsv: {mode} mode ({why})", file=sys.stderr)
     spark = get_spark("dialogsmith-dialogpt-tsv")  # one session; the stages below reuse it
-    with fsutil.atomic_output_dir(args.output) as out:
+    with outputs.stage_output(args.output, STAGE, inputs, force) as out:
         if mode == "fused":
             stats = _run_fused(args, months, out, spark)
         else:
@@ -166,7 +166,6 @@ def run(args, input=None) -> StageStats:
             "seconds": timer.seconds,
             "flags": {k: getattr(args, k) for k in RELEASED_FLAGS},
         }
-        fsutil.write_bytes(fsutil.join(out, "_SUCCESS"), b"")
     print(
         f"dialogpt-tsv: {stats.rows_out:,} lines in {len(months)} month file(s) under {args.output} "
         f"({timer.seconds:.1f} s)",
@@ -210,6 +209,7 @@ def _run_fused(args, months: list[str], out: str, spark) -> StageStats:
         "submissions": sum(r["submissions"] for r in results),
         "files": dict(sorted(files.items())),
         "worker_peak_rss_mb": rss,  # peak RSS of the Python worker after each month task
+        "skipped_inputs": _skipped(args.dumps),
     }
     ins.extra = {
         **extra,
@@ -233,14 +233,21 @@ def _run_fused(args, months: list[str], out: str, spark) -> StageStats:
     return flt
 
 
+def _skipped(dumps_dir: str) -> dict[str, str]:
+    from dialogsmith.ingest import scan_inputs
+
+    scan = scan_inputs(dumps_dir)
+    return {scan.sources.get(f) or f: r for f, r in sorted(scan.skipped.items())}
+
+
 def _run_staged(args, months: list[str], out: str) -> StageStats:
     from dialogsmith import conversations, ingest
     from dialogsmith.filter import job
 
     work = fsutil.join(out, "work")
     extract_dir, conv_dir, filter_dir = (fsutil.join(work, d) for d in ("extract", "instances", "filter"))
-    _stage("ingest", ingest.main(["--input", args.dumps, "--output", extract_dir]))
-    _stage("conversations", conversations.main(_conv_argv(args, extract_dir, conv_dir)))
+    ingest.run(ingest.build_parser().parse_args(["--input", args.dumps, "--output", extract_dir]))
+    conversations.run(conversations.build_parser().parse_args(_conv_argv(args, extract_dir, conv_dir)))
     stats = job.run(job.build_parser().parse_args(_filter_argv(args, conv_dir, filter_dir)))
     fs, _ = fsutil.resolve(out)
     for m in months:
@@ -265,9 +272,19 @@ def _run_staged(args, months: list[str], out: str) -> StageStats:
     return stats
 
 
-def main(argv: list[str] | None = None) -> StageStats:
-    return run(build_parser().parse_args(argv))
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        run(args)
+    except (FileNotFoundError, ValueError, outputs.OutputRefused, outputs.IncompleteInput) as e:
+        print(f"dialogpt-tsv: error: {e}", file=sys.stderr)
+        return 2
+    extract = StageStats.read(fsutil.join(args.output, "stats", "extract.json"))
+    skipped = extract.extra.get("skipped_inputs") or {}
+    for name, reason in skipped.items():
+        print(f"dialogpt-tsv: skipped {name}: {reason}", file=sys.stderr)
+    return finish(extract, args.strict)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from dialogsmith import fsutil
+from dialogsmith import fsutil, outputs
 from dialogsmith.filter import engine
 from dialogsmith.filter.profiles import (
     ORDERS,
@@ -40,8 +40,9 @@ from dialogsmith.schemas import (
     INSTANCES_VERSION,
     with_metadata,
 )
-from dialogsmith.stats import StageStats, Timer
+from dialogsmith.stats import StageStats, Timer, finish
 
+STAGE = "filter"
 SPLITS = ("train", "valid", "test")
 
 
@@ -61,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="conversations output dir (holding instances/) or a dir of instance Parquet files",
     )
     p.add_argument("--output", required=True, help="output dir (replaced atomically)")
+    outputs.add_safety_flags(p)
     p.add_argument(
         "--profile", default="default", choices=sorted(ORDERS), help="rule profile (default: %(default)s)"
     )
@@ -154,6 +156,14 @@ def params_from_args(args) -> FilterParams:
 
 
 # --- input ------------------------------------------------------------------------------------
+
+
+def require_instances(input_dir: str) -> None:
+    """An instances stage output must be complete; a plain directory of instance Parquet files (a user's
+    own data, no stage files in it) is read as it is."""
+    if fsutil.exists(input_dir) and not outputs.looks_like_stage_output(input_dir, ["instances"]):
+        return
+    outputs.require_input(input_dir, "instances")
 
 
 def instance_files(input_dir: str) -> list[str]:
@@ -467,10 +477,14 @@ def run(args, input=None, spark=None) -> StageStats:
         if path and not fsutil.exists(path):
             raise SystemExit(f"list file not found: {path}")
     load_lists(FilterParams(**{**profile.params.options(), "disabled": ()}))  # fail early on a bad list
+    force = bool(getattr(args, "force", False))
+    if input is None:
+        require_instances(args.input)
+    outputs.check_target(args.output, STAGE, [args.input] if input is None else [], force)
     spark = spark or get_spark("dialogsmith-filter")
     sc = spark.sparkContext
 
-    with fsutil.atomic_output_dir(args.output) as out:
+    with outputs.stage_output(args.output, STAGE, [args.input] if input is None else [], force) as out:
         if input is not None:
             _write_parquet(
                 input,
@@ -530,7 +544,7 @@ def run(args, input=None, spark=None) -> StageStats:
             else []
         )
 
-        stats = StageStats(stage="filter")
+        stats = StageStats(stage=STAGE)
         splits, months = Counter(), Counter()
         for r in results:
             stats.add(
@@ -589,16 +603,20 @@ def run(args, input=None, spark=None) -> StageStats:
         funnel = funnel_report(prof, stats)
         stats.write(fsutil.join(out, "stats.json"))
         fsutil.write_json(fsutil.join(out, "funnel.json"), funnel)
-        fsutil.write_bytes(fsutil.join(out, "_SUCCESS"), b"")
     if not getattr(args, "quiet", False):
         print(format_funnel(funnel), file=sys.stderr)
     return stats
 
 
-def main(argv: list[str] | None = None) -> StageStats:
+def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return run(args)
+    try:
+        stats = run(args)
+    except (FileNotFoundError, ValueError, outputs.OutputRefused, outputs.IncompleteInput) as e:
+        print(f"filter: error: {e}", file=sys.stderr)
+        return 2
+    return finish(stats, args.strict)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
