@@ -43,6 +43,7 @@ help:
 	@echo "make train DATA_DIR=<shards dir> OUT=<dir>"
 	@echo "make chat MODEL=<dir>;  make eval MODEL=<dir>;  make metrics HYP=<file> REFS='<file> ...'"
 	@echo "make bench | lint | dist | submit-extract | submit-filter | submit-tokenize"
+	@echo "make fuzz    - fuzz the C line parser under ASan/UBSan for FUZZ_SECONDS (default 600)"
 
 java-check:
 	@if ! command -v java >/dev/null 2>&1; then \
@@ -109,6 +110,13 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# Sanitized fuzzing of the C line parser; findings are saved to tests/fuzz/regressions (commit them).
+FUZZ_SECONDS ?= 600
+FUZZ_SEED ?= $(shell date +%s)
+.PHONY: fuzz
+fuzz: setup
+	$(PY) tests/fuzz/fuzz_fastjson.py --seconds $(FUZZ_SECONDS) --seed $(FUZZ_SEED)
 
 bench: setup
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

@@ -48,6 +48,7 @@ typedef struct {
     int32_t *offsets[MAX_FIELDS];/* str fields: n_lines + 1 */
     uint8_t *sdata[MAX_FIELDS];  /* str fields: capacity >= len(data) (unescaping never grows) */
     int64_t spos[MAX_FIELDS];
+    int64_t scap[MAX_FIELDS];    /* str fields: bytes the data buffer holds (at most INT32_MAX: int32 offsets) */
     uint64_t len_mask;           /* bit L set when a field name has length L (< 64) */
 } spec_t;
 
@@ -378,14 +379,16 @@ static int parse_field(cur_t *c, spec_t *sp, int f, Py_ssize_t r) {
         const uint8_t *num = c->p;
         if (!parse_number(c, &is_int, &v, &fits)) return 0;
         if (!is_int) {
-            /* a float (float edit times, 2023+ created_utc): int(v) truncates toward zero. strtod rounds
-             * correctly, as orjson does; the text is copied out because strtod needs a terminator. */
+            /* a float (float edit times, 2023+ created_utc): int(v) truncates toward zero. Python's own
+             * parser rounds correctly, as orjson does, and ignores the locale (strtod would read "1.5" as 1
+             * under a comma-decimal LC_NUMERIC); the text is copied out because it needs a terminator. */
             char text[48];
             Py_ssize_t len = c->p - num;
             if (kind == K_BOOL || len >= (Py_ssize_t)sizeof(text)) return 0;
             memcpy(text, num, len);
             text[len] = 0;
-            double d = strtod(text, NULL);
+            double d = PyOS_string_to_double(text, NULL, NULL);
+            if (d == -1.0 && PyErr_Occurred()) { PyErr_Clear(); return 0; }
             if (!(d >= -9223372036854775808.0 && d < 9223372036854775808.0)) return 0;
             v = (int64_t)d;
         } else if (!fits) {
@@ -440,7 +443,7 @@ static int parse_field(cur_t *c, spec_t *sp, int f, Py_ssize_t r) {
 static inline int find_field(const spec_t *sp, const uint8_t *key, Py_ssize_t len) {
     if (len < 64 && !(sp->len_mask & (1ULL << len))) return -1;  /* most unread keys stop here */
     for (int f = 0; f < sp->n; f++) {
-        if (sp->name_len[f] == len && sp->name[f][0] == key[0] && memcmp(sp->name[f], key, len) == 0) return f;
+        if (sp->name_len[f] == len && (uint8_t)sp->name[f][0] == key[0] && memcmp(sp->name[f], key, len) == 0) return f;
     }
     return -1;
 }
@@ -558,6 +561,7 @@ static PyObject *parse_lines(PyObject *self, PyObject *args) {
             if (!get_buffer(PyTuple_GET_ITEM(out, 0), &views[nviews], (n + 1) * 4, "offsets")) goto done;
             sp.offsets[f] = views[nviews++].buf;
             if (!get_buffer(PyTuple_GET_ITEM(out, 1), &views[nviews], data.len, "string data")) goto done;
+            sp.scap[f] = views[nviews].len < INT32_MAX ? views[nviews].len : INT32_MAX;
             sp.sdata[f] = views[nviews++].buf;
             if (!get_buffer(PyTuple_GET_ITEM(out, 2), &views[nviews], n, "valid")) goto done;
             sp.valid[f] = views[nviews++].buf;
@@ -586,6 +590,13 @@ static PyObject *parse_lines(PyObject *self, PyObject *args) {
             PyErr_Format(PyExc_ValueError, "line %zd: bounds [%lld, %lld) outside the data", i, (long long)st[i],
                          (long long)en[i]);
             goto done;
+        }
+        for (int f = 0; f < sp.n; f++) {  /* a line's strings take at most its length (SSE stores included) */
+            if (sp.kind[f] == K_STR && sp.spos[f] + (en[i] - st[i]) > sp.scap[f]) {
+                PyErr_Format(PyExc_ValueError, "line %zd: string data buffer too small (line ranges that share "
+                             "bytes need the sum of their lengths)", i);
+                goto done;
+            }
         }
         cur_t c = {base + st[i], base + en[i]};
         for (int f = 0; f < sp.n; f++) {  /* typed fields default to 0 so that unused slots are defined */

@@ -621,6 +621,14 @@ _NULL_STRINGS = {"", "null", "none"}
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
+def _head_repr(v, n: int) -> str:
+    """repr(v)[:n]; a list or dict nested deeper than repr can go (orjson takes 1024 levels) by its type."""
+    try:
+        return repr(v)[:n]
+    except RecursionError:
+        return f"<{type(v).__name__} nested too deep to show>"
+
+
 def coerce_int(v):
     t = type(v)
     if t is int:
@@ -659,7 +667,7 @@ def coerce_bool(v):
             return False
         if s in _NULL_STRINGS:
             return None
-    raise ValueError(f"expected a boolean, got {v!r:.40}")
+    raise ValueError(f"expected a boolean, got {_head_repr(v, 40)}")
 
 
 def coerce_edited(v):
@@ -717,7 +725,7 @@ def parse_line(line: bytes, kind: str, fields: list[tuple[str, str]] | None = No
         try:
             row[name] = COERCE[ftype](v)
         except ValueError as e:
-            raise Quarantined(BAD_TYPE, f"{name}: {e} ({v!r:.60})") from None
+            raise Quarantined(BAD_TYPE, f"{name}: {e} ({_head_repr(v, 60)})") from None
     return row
 
 

@@ -89,13 +89,17 @@ def parse_lines(
     missing = set(required) - set(names)
     if missing:
         raise ValueError(f"required fields must be read: {sorted(missing)}")
+    if any(ftype != "str" for name, ftype in fields if name in required):
+        raise ValueError("required fields are strings (parse_line quarantines any other type as bad_type)")
     starts = np.ascontiguousarray(starts, dtype=np.int64)
     ends = np.ascontiguousarray(ends, dtype=np.int64)
     n = len(starts)
+    # strings of line ranges that share bytes can need more than len(data) (BlockParser's never do)
+    capacity = max(len(data), int((ends - starts).sum()) if n else 0)
     outputs = []
     for i, (_, ftype) in enumerate(fields):
         if ftype == "str":
-            outputs.append((np.empty(n + 1, np.int32), _scratch(i, len(data)), np.empty(n, np.uint8)))
+            outputs.append((np.empty(n + 1, np.int32), _scratch(i, capacity), np.empty(n, np.uint8)))
         else:
             outputs.append((np.empty(n, np.int64), np.empty(n, np.uint8)))
     rows = np.empty(n, np.int64)
