@@ -99,9 +99,25 @@ def sample(tmp_path_factory):
     return out, cfg, report, comments, submissions
 
 
-def test_report_matches_an_independent_count(sample):
-    out, _, report, _, _ = sample
-    assert sorted(report.files) == ["RC_2016-01.zst", "RC_2016-02.zst", "RS_2016-01.zst", "RS_2016-02.zst"]
+def depths(by_id: dict[str, dict]) -> dict[str, int]:
+    """Depth of every comment, walking up through the comments present (1: its parent is absent)."""
+    depth: dict[str, int] = {}
+    for start in by_id:
+        chain, cid = [], start
+        while cid not in depth:
+            c = by_id.get(cid)
+            if c is None or not c["parent_id"].startswith("t1_"):
+                depth[cid] = 1 if c else 0
+                break
+            chain.append(cid)
+            cid = c["parent_id"][3:]
+        for x in reversed(chain):
+            depth[x] = depth[by_id[x]["parent_id"][3:]] + 1
+    return {c: depth[c] for c in by_id}
+
+
+def assert_report_is_exact(out: Path, report, comments, submissions, malformed_max: float) -> None:
+    """Every figure of the report re-derived by reading the files back with the stdlib."""
     total = Counter()
     for name, entry in report.files.items():
         required = synth.COMMENT_REQUIRED if entry["kind"] == "comments" else synth.SUBMISSION_REQUIRED
@@ -114,15 +130,22 @@ def test_report_matches_an_independent_count(sample):
         assert entry["duplicates"] == dups > 0
         assert entry["quarantine"] == dict(reasons)
         assert set(reasons) == set(synth.QUARANTINE_REASONS), f"{name}: every malformed kind present"
-        assert sum(reasons.values()) < 0.02 * lines, "malformed lines stay a small share"
+        n_bad = sum(reasons.values())
+        assert n_bad < max(malformed_max * lines, len(synth.QUARANTINE_REASONS) + 1), "a small share"
         assert lines == len(valid) + dups + sum(reasons.values())
         total.update(reasons)
-    assert report.comments == sum(len(v) for v in sample[3].values())
-    assert report.submissions == sum(len(v) for v in sample[4].values())
+    assert report.comments == sum(len(v) for v in comments.values())
+    assert report.submissions == sum(len(v) for v in submissions.values())
     assert report.quarantine == dict(total)
     assert report.lines == sum(e["lines"] for e in report.files.values())
     on_disk = json.loads((out / "synth_report.json").read_text())
     assert on_disk["comments"] == report.comments and on_disk["files"] == report.files
+
+
+def test_report_matches_an_independent_count(sample):
+    out, _, report, comments, submissions = sample
+    assert sorted(report.files) == ["RC_2016-01.zst", "RC_2016-02.zst", "RS_2016-01.zst", "RS_2016-02.zst"]
+    assert_report_is_exact(out, report, comments, submissions, malformed_max=0.02)
 
 
 def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path):
@@ -135,7 +158,7 @@ def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path):
     subprocess.run(cmd, check=True, capture_output=True, env={**os.environ, "PYTHONHASHSEED": "12345"})
     generate(c, SynthConfig(months=cfg.months, comments_per_month=800, seed=100, mega_thread=300))
     names = sorted(p.name for p in a.iterdir())
-    assert names == sorted(p.name for p in b.iterdir())
+    assert names == sorted(p.name for p in b.iterdir() if p.name not in ("_SUCCESS", "_dialogsmith.json"))
     for name in names:
         assert (a / name).read_bytes() == (b / name).read_bytes(), name
     assert (a / "RC_2011-01.zst").read_bytes() != (c / "RC_2011-01.zst").read_bytes()
@@ -188,24 +211,8 @@ def test_thread_shapes(sample):
     _, cfg, _, comments, submissions = sample
     jan, feb = comments["2016-01"], comments["2016-02"]
     all_ids = set(jan) | set(feb)
-    # depth of every comment, walking up through the comments present
     by_id = {**jan, **feb}
-    depth: dict[str, int] = {}
-
-    def depth_of(cid: str) -> int:
-        chain = []
-        while cid not in depth:
-            c = by_id.get(cid)
-            if c is None or not c["parent_id"].startswith("t1_"):
-                depth[cid] = 1 if c else 0
-                break
-            chain.append(cid)
-            cid = c["parent_id"][3:]
-        for x in reversed(chain):
-            depth[x] = depth[by_id[x]["parent_id"][3:]] + 1
-        return depth[chain[0]] if chain else depth[cid]
-
-    assert max(depth_of(c) for c in by_id) >= 10, "deep chains"
+    assert max(depths(by_id).values()) >= 10, "deep chains"
     per_link = Counter(c["link_id"] for c in jan.values())
     top_level = Counter(c["link_id"] for c in jan.values() if c["parent_id"].startswith("t3_"))
     assert max(top_level.values()) >= 15, "wide threads"
@@ -347,3 +354,204 @@ def test_counts_scale_with_the_size_knob(tmp_path):
         per_link[c["link_id"]] += 1
     sizes = sorted(per_link.values())
     assert sizes[len(sizes) // 2] < 10 and sizes[-1] >= 40, "heavy-tailed thread sizes"
+
+
+# --- realistic shape --------------------------------------------------------------------------------
+
+REALISTIC = 40_000  # comment lines per month: the fixture below takes ~2 s to write and read back
+
+
+@pytest.fixture(scope="module")
+def realistic(tmp_path_factory):
+    """Two consecutive months of the realistic shape, each streamed in 5 time windows."""
+    out = tmp_path_factory.mktemp("realistic")
+    cfg = SynthConfig(
+        months=["2016-01", "2016-02"],
+        comments_per_month=REALISTIC,
+        seed=21,
+        shape="realistic",
+        chunk_comments=8000,
+    )
+    report = generate(out, cfg)
+    comments, submissions = load(out, report)
+    return out, cfg, report, comments, submissions
+
+
+def test_realistic_report_matches_an_independent_count(realistic):
+    out, _, report, comments, submissions = realistic
+    assert sorted(report.files) == ["RC_2016-01.zst", "RC_2016-02.zst", "RS_2016-01.zst", "RS_2016-02.zst"]
+    assert_report_is_exact(out, report, comments, submissions, malformed_max=0.01)
+    for month in ("2016-01", "2016-02"):
+        entry = report.files[f"RC_{month}.zst"]
+        assert 0.98 * REALISTIC < entry["lines"] < 1.02 * REALISTIC, "lines ~= the size knob"
+        assert 0.002 < sum(entry["quarantine"].values()) / entry["lines"] < 0.004, "0.3% malformed"
+        assert 0.0015 < entry["duplicates"] / entry["lines"] < 0.003, "0.2% duplicated"
+        data = (out / f"RC_{month}.zst").read_bytes()
+        assert zstandard.get_frame_parameters(data).window_size == 2**31, "declares the dumps' window"
+        with open(out / f"RC_{month}.zst", "rb") as f, pytest.raises(zstandard.ZstdError, match="memory"):
+            zstandard.ZstdDecompressor().stream_reader(f).read()
+
+
+def test_realistic_thread_sizes(realistic):
+    _, _, _, comments, submissions = realistic
+    per_link = Counter(c["link_id"][3:] for month in comments.values() for c in month.values())
+    sizes = [per_link[s] for s in submissions["2016-01"]]  # written comments, late replies included
+
+    def share(lo: int, hi: int) -> float:
+        return sum(lo <= s <= hi for s in sizes) / len(sizes)
+
+    # 15% 0-1, 75% 2-30, 8% 30-200, 2% 500-2,000 (as drawn; 3% of comments are never written)
+    assert 0.12 < share(0, 1) < 0.22
+    assert 0.68 < share(2, 30) < 0.82
+    assert 0.05 < share(31, 210) < 0.11
+    assert 0.01 < share(440, 2010) < 0.035
+    assert share(211, 439) < 0.005, "no medium-large threads (only a thread cut at a window's end)"
+    assert max(sizes) <= 2003
+    assert sum(s for s in sizes if s >= 440) > 0.4 * sum(sizes), "the big threads hold most comments"
+    # num_comments counts them (ghosts and late replies included), give or take the crawl's noise
+    close = [
+        abs(s["num_comments"] - per_link[sid]) <= 3 + 0.06 * s["num_comments"]
+        for sid, s in submissions["2016-01"].items()
+    ]
+    assert sum(close) > 0.85 * len(close)
+
+
+def test_realistic_reply_structure(realistic):
+    """Long chains, 25% top-level, 3% unseen parents, a few cross-thread parents, replies after parents."""
+    _, _, _, comments, _ = realistic
+    by_id = {k: v for month in comments.values() for k, v in month.items()}
+    depth = depths(by_id)
+    # The measured shape gives a 2,000-comment thread a deepest chain of ~18 on average (up to ~25);
+    # a ghost or malformed parent cuts a chain here, as it does for an extractor.
+    assert max(depth.values()) >= 18, "long chains"
+    assert sum(d >= 10 for d in depth.values()) > 0.01 * len(depth)
+    top = [c for c in by_id.values() if c["parent_id"].startswith("t3_")]
+    assert 0.22 < len(top) / len(by_id) < 0.35
+    replies = [c for c in by_id.values() if c["parent_id"].startswith("t1_")]
+    unseen = [c for c in replies if c["parent_id"][3:] not in by_id]
+    assert 0.02 < len(unseen) / len(replies) < 0.05, "3% of parents are ids never seen"
+    seen = [c for c in replies if c["parent_id"][3:] in by_id]
+    assert all(by_id[c["parent_id"][3:]]["created_utc"] <= c["created_utc"] for c in seen)
+    cross = [c for c in seen if by_id[c["parent_id"][3:]]["link_id"] != c["link_id"]]
+    assert 10 <= len(cross) < 0.002 * len(by_id), "0.05% of comments answer another thread's comment"
+    # "newest": the parent is the thread's previous comment (by id, i.e. by time) in half the replies
+    thread_ids: dict[str, list[int]] = defaultdict(list)
+    for cid, c in by_id.items():
+        thread_ids[c["link_id"]].append(int(cid, 36))
+    previous = {}
+    for ids in thread_ids.values():
+        ids.sort()
+        previous.update(zip(ids[1:], ids[:-1], strict=True))
+    same_thread = [c for c in seen if c not in cross]
+    newest = sum(previous.get(int(c["id"], 36)) == int(c["parent_id"][3:], 36) for c in same_thread)
+    assert 0.42 < newest / len(same_thread) < 0.7
+
+
+def test_realistic_late_replies_and_times(realistic):
+    out, _, _, comments, submissions = realistic
+    jan, feb = comments["2016-01"], comments["2016-02"]
+    jan_threads = set(submissions["2016-01"])
+    late = Counter(c["link_id"][3:] for c in feb.values() if c["link_id"][3:] in jan_threads)
+    assert 0.07 < len(late) / len(jan_threads) < 0.13, "~10% of threads get late replies"
+    assert max(late.values()) <= 3, "1-3 each"
+    assert any(c["parent_id"][3:] in jan for c in feb.values()), "late replies to January comments"
+    # a thread's comments spread over hours, sometimes days
+    times: dict[str, list[int]] = defaultdict(list)
+    for c in jan.values():
+        times[c["link_id"]].append(c["created_utc"])
+    spans = sorted(max(t) - min(t) for t in times.values() if len(t) >= 20)
+    assert 3600 < spans[len(spans) // 2] < 3 * 86400 and spans[-1] > 86400
+    for month, rows in comments.items():
+        ordered = sorted(rows.values(), key=lambda c: int(c["id"], 36))
+        assert [c["created_utc"] for c in ordered] == sorted(c["created_utc"] for c in ordered), month
+        in_file = [c["created_utc"] for c in valid_in_file_order(read_raw(out / f"RC_{month}.zst"))]
+        inversions = sum(a > b for a, b in zip(in_file[:-1], in_file[1:], strict=True))
+        assert 0 < inversions < 0.05 * len(in_file), "roughly ordered by time, like the real dumps"
+    bodies = [c["body"] for c in jan.values()]
+    words = [len(b.split()) for b in bodies]
+    assert sum(2 <= n <= 25 for n in words) > 0.75 * len(words)
+    assert sum(re.search(r"[a-z][.!?] [A-Za-z]", b) is not None for b in bodies) > 0.05 * len(bodies)
+
+
+def test_realistic_same_seed_same_bytes(tmp_path):
+    kw = dict(months=["2016-11", "2016-12"], comments_per_month=4000, shape="realistic", chunk_comments=1000)
+    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    report = generate(a, SynthConfig(seed=5, mega_thread=600, **kw))
+    cmd = [sys.executable, "-m", "dialogsmith.synth", "--out", str(b), "--seed", "5", "--comments", "4000"]
+    cmd += ["--months", "2016-11,2016-12", "--mega-thread", "600", "--shape", "realistic"]
+    cmd += ["--chunk-comments", "1000"]
+    subprocess.run(cmd, check=True, capture_output=True, env={**os.environ, "PYTHONHASHSEED": "777"})
+    generate(c, SynthConfig(seed=6, mega_thread=600, **kw))
+    names = sorted(p.name for p in a.iterdir())
+    assert names == sorted(p.name for p in b.iterdir() if p.name not in ("_SUCCESS", "_dialogsmith.json"))
+    for name in names:
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+    assert (a / "RC_2016-11.zst").read_bytes() != (c / "RC_2016-11.zst").read_bytes()
+    per_link = Counter(c["link_id"] for c in valid_in_file_order(read_raw(a / "RC_2016-11.zst")))
+    assert per_link.most_common(1)[0][1] >= 600 * 0.95, "the mega-thread (a few ghosts and malformed)"
+    assert report.files["RC_2016-11.zst"]["lines"] > 4000
+
+
+def test_realistic_memory_is_bounded_by_the_chunk(tmp_path, monkeypatch):
+    """A month of 24 chunks never holds more than about one chunk of comments, in numpy or in Python.
+
+    Observed through the two places where rows are held: the pool of comments not yet written
+    (after a window's threads are added: its high-water mark) and the batch turned into lines.
+    """
+    pool_rows, batch_rows = [], []
+    pool_concat, comment_rows = synth._pool_concat, synth._comment_rows
+
+    def observed_concat(a, b):
+        pool = pool_concat(a, b)
+        pool_rows.append(pool["gen"].size)
+        return pool
+
+    def observed_rows(*args, **kw):
+        batch_rows.append(kw["idnum"].size)
+        return comment_rows(*args, **kw)
+
+    monkeypatch.setattr(synth, "_pool_concat", observed_concat)
+    monkeypatch.setattr(synth, "_comment_rows", observed_rows)
+    chunk = 1000
+    cfg = SynthConfig(months=["2016-03"], comments_per_month=24 * chunk, seed=2, shape="realistic")
+    cfg.chunk_comments = chunk
+    report = generate(tmp_path, cfg)
+    assert len(batch_rows) == len(pool_rows) >= 24, "one batch written per time window"
+    assert max(pool_rows) < 2.5 * chunk and max(batch_rows) < 2 * chunk, (max(pool_rows), max(batch_rows))
+    assert sum(batch_rows) == report.files["RC_2016-03.zst"]["valid_distinct"] + sum(
+        report.files["RC_2016-03.zst"]["quarantine"].values()
+    )
+
+
+@pytest.mark.parametrize(
+    ("months", "compression", "bigquery"),
+    [(["2015-02", "2023-05"], "bz2", False), (["2017-10"], "gz", True)],
+)
+def test_realistic_eras_and_compressions(tmp_path, months, compression, bigquery):
+    cfg = SynthConfig(
+        months=months,
+        comments_per_month=1500,
+        seed=8,
+        shape="realistic",
+        chunk_comments=500,
+        compression=compression,
+        bigquery_shape=bigquery,
+    )
+    report = generate(tmp_path, cfg)
+    comments, submissions = load(tmp_path, report)
+    assert_report_is_exact(tmp_path, report, comments, submissions, malformed_max=0.01)
+    if bigquery:
+        rows = list(comments["2017-10"].values())
+        assert all(isinstance(c["created_utc"], str) and c["name"] is None for c in rows)
+    else:
+        assert any("body_html" in c for c in comments["2015-02"].values()), "2015-02 raw-API rows"
+        assert all(isinstance(c["created_utc"], float) for c in comments["2023-05"].values())
+        late = [c for c in comments["2023-05"].values() if c["link_id"][3:] in submissions["2015-02"]]
+        assert not late, "no late replies into a month that does not follow"
+
+
+def test_realistic_bad_config(tmp_path):
+    with pytest.raises(ValueError, match="shape"):
+        generate(tmp_path, SynthConfig(shape="deep"))
+    with pytest.raises(ValueError, match="chunk_comments"):
+        generate(tmp_path, SynthConfig(shape="realistic", chunk_comments=10))

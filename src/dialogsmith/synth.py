@@ -7,6 +7,9 @@ What it writes, per month of ``SynthConfig.months`` (see docs/sample-data.md for
   BigQuery export shape with every number as a string);
 * thread shapes: chains deeper than 10, wide threads, orphans (1% of comments and 1% of submissions are
   never written, as in the real dumps), replies landing in the next month, an optional mega-thread;
+  with ``shape="realistic"`` the skewed, deep threads measured on independent months (15% of submissions
+  with 0-1 comments, 2% with 500-2,000; long chains of replies to the newest comment), streamed
+  to disk in time windows so that memory does not grow with the month;
 * text: templated question -> answer chat (learnable by a tiny model) mixed with filler and with text that
   trips every DialoGPT extractor rule;
 * malformed lines of every quarantine reason, and duplicated lines, counted exactly in ``SynthReport``;
@@ -17,7 +20,8 @@ streams are numpy PCG64 and Python's ``random``, both seeded from ``SynthConfig.
 
 Speed (measured on the 2-core dev box, one core): ~5-7 s per million comment lines written as .zst.
 The per-line Python work is one dict and one ``orjson.dumps``; thread structure, ids, times and
-scores are drawn with numpy for a whole month at once, text is picked from pools built once.
+scores are drawn with numpy (classic: for a whole month at once; realistic: per time window), text is
+picked from pools built once. Peak RSS, realistic: 0.35 GB at 1M lines, 0.42 GB at 5M, 0.50 GB at 16M.
 """
 
 from __future__ import annotations
@@ -40,6 +44,9 @@ import numpy as np
 import orjson
 import zstandard
 
+from dialogsmith import outputs
+
+STAGE = "sample"
 COMPRESSIONS = {"zst": ".zst", "bz2": ".bz2", "xz": ".xz", "gz": ".gz", "none": ""}
 QUARANTINE_REASONS = ("bad_utf8", "bad_json", "not_object", "missing_field", "bad_type")
 COMMENT_REQUIRED = ("id", "link_id", "parent_id", "body")
@@ -53,6 +60,7 @@ MALFORMED_SHARE = 0.005  # of the lines of a file (at least one of every kind wh
 DUPLICATE_SHARE = 0.002
 GHOST_SHARE = 0.01  # comments never written (deleted before the crawl): their replies are orphans
 MISSING_SUBMISSION_SHARE = 0.01  # submissions never written: their comments point to an absent t3_
+SHAPES = ("classic", "realistic")
 
 
 @dataclass
@@ -64,7 +72,13 @@ class SynthConfig:
     bigquery_shape: bool = False  # every number as a string, nulls elsewhere
     mega_thread: int = 0  # >0: one thread of this many comments in the first month
     malformed: bool = True  # add malformed lines of every kind, and duplicated lines
-    late_reply_fraction: float = 0.05  # share of comments of month m+1 replying to threads of month m
+    # classic: share of the comments of month m+1 replying to threads of month m;
+    # realistic: 2x this share of month m's threads get 1-3 replies in month m+1 (default: 10%)
+    late_reply_fraction: float = 0.05
+    # "classic": the original shapes, planned a month at a time (small samples; bytes kept stable).
+    # "realistic": deep, skewed threads as in real months, generated in bounded memory (benchmarks).
+    shape: str = "classic"
+    chunk_comments: int = 262_144  # realistic: comments generated per time window (memory bound)
 
 
 @dataclass
@@ -408,12 +422,31 @@ _DOMAINS = ("i.imgur.com", "youtube.com", "en.wikipedia.org", "example.com", "ny
 class _TextBank:
     """Text pools built once per seed; comments then pick from them by index (no per-line RNG work)."""
 
-    def __init__(self, seed: int):
+    def __init__(self, seed: int, shape: str = "classic"):
         rnd = random.Random(seed * 7919 + 17)
         weights = [1.0 / (i + 3) for i in range(len(COMMON_WORDS))]  # Zipf-like word frequencies
         self.filler = [self._sentence(rnd, weights) for _ in range(8192)]
         self.authors = self._authors(rnd, 4000)
         self.flairs = ["", "verified", "mod", "Team Blue", "🦊 fox fan", "moderator &amp; friend"]
+        if shape == "realistic":  # its own stream: the classic pools above stay as they were
+            chat = random.Random(seed * 7919 + 29)
+            self.filler = [self._chat_body(chat, weights) for _ in range(8192)]
+
+    @staticmethod
+    def _chat_body(rnd: random.Random, weights: list[float]) -> str:
+        # 2..25 words, mostly short; a third of the longer ones are two or three sentences.
+        n = 2 + int(23 * rnd.random() ** 1.6)
+        parts = 1 if n < 8 or rnd.random() < 0.67 else rnd.choice((2, 2, 3))
+        cuts = sorted(rnd.sample(range(2, n - 1), parts - 1)) if parts > 1 else []
+        words = rnd.choices(COMMON_WORDS, weights, k=n)
+        sentences = []
+        for lo, hi in zip([0, *cuts], [*cuts, n], strict=True):
+            s = " ".join(words[lo:hi])
+            if rnd.random() < 0.5:
+                s = s[0].upper() + s[1:]
+            ends = ("", ".", "!", "?", " lol") if hi == n else (".", ".", "!", "?", "...")
+            sentences.append(s + rnd.choice(ends))
+        return " ".join(sentences)
 
     @staticmethod
     def _sentence(rnd: random.Random, weights: list[float]) -> str:
@@ -676,24 +709,369 @@ def _plan_month(
     )
 
 
+# --- realistic threads, streamed month by month in time windows ------------------------------------
+#
+# The shape measured on independent benchmark months (../shared/specs/performance-notes.md,
+# "Measured 2026-11-30"): per submission 15% get 0-1 comments, 75% 2-30, 8% 30-200, 2% 500-2,000;
+# a reply goes to the submission with p=0.25, else to the newest comment of the thread with p=0.5,
+# else to a uniformly random earlier one; 3% of parents are never seen; ~10% of threads get 1-3 late
+# replies the next month; a few comments (0.05%) reply to a comment of another thread.
+#
+# Memory: a month is cut into equal time windows of about ``chunk_comments`` comments each. The
+# threads *started* in window w are drawn whole (their comments spread over hours, sometimes days),
+# then every comment created before the end of window w is final: those are sorted, given ids in
+# time order and written. Comments created later wait in a pool (a few columns of numpy ints), so
+# what is held is one window's threads plus the tail of the threads still active, whatever the
+# month's size. Ids are assigned when written; a waiting reply gets its parent's id when the
+# parent is written (a parent is never created after its reply).
+
+_R_SIZE_P = np.array([0.15, 0.75, 0.08, 0.02])
+_R_SIZE_LO = np.array([0, 2, 30, 500])
+_R_SIZE_HI = np.array([1, 30, 200, 2000])  # inclusive
+_R_P_TOP = 0.25  # a reply to the submission
+_R_P_NEWEST = 0.25 + 0.75 * 0.5  # else the newest comment of the thread (long chains)
+_R_GHOST_SHARE = 0.03  # comments never written (deleted before the crawl): 3% of parents unseen
+_R_CROSS_SHARE = 0.0005  # comments whose parent is a comment of another thread of the month
+_R_MALFORMED_SHARE = 0.003
+_R_LATE_TRIES = 3  # 1..3 late replies for a thread that gets some
+_R_LIFETIME_S = 7200.0  # median mean offset of a thread's comments from its start (2 hours)
+_R_LIFETIME_MAX_S = 86400.0
+# The compressor's real window while streaming; the frame still declares ZSTD_WINDOW_LOG (see
+# _declare_zstd_window). 128 MiB: level 3 finds almost all its matches within a few MB anyway.
+_R_ZSTD_WINDOW_LOG = 27
+
+_POOL_COLUMNS = (
+    "gen",  # generation number within the month: the pool is kept in this order
+    "time",
+    "link",  # submission id number
+    "top",  # a reply to the submission
+    "parent_gen",  # gen of the parent comment while its id is unknown, else -1
+    "parent_num",  # id number of the parent comment once written, -1 for a top-level comment
+    "ptopic",
+    "ask",
+    "kind",
+    "ghost",
+    "sub",
+    "link_author",
+)
+
+
+@dataclass
+class _Submissions:
+    """One window's submissions, shaped like the _MonthPlan fields _submission_records reads."""
+
+    ym: tuple[int, int]
+    sbase: int
+    s_time: np.ndarray
+    s_topic: np.ndarray
+    s_sub: np.ndarray
+    s_author: np.ndarray
+    s_ncomments: np.ndarray
+    s_missing: np.ndarray
+
+
+def _pool_take(pool: dict[str, np.ndarray], idx) -> dict[str, np.ndarray]:
+    return {k: v[idx] for k, v in pool.items()}
+
+
+def _pool_concat(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {k: np.concatenate([a[k], b[k]]) for k in _POOL_COLUMNS}
+
+
+def _pool_empty() -> dict[str, np.ndarray]:
+    return {k: np.zeros(0, bool if k in ("top", "ghost") else np.int64) for k in _POOL_COLUMNS}
+
+
+def _realistic_sizes(rng: np.random.Generator, quota: int) -> np.ndarray:
+    """Thread sizes (0 allowed) from the measured buckets, log-uniform within a bucket, summing to quota."""
+    if quota <= 0:
+        return np.zeros(0, np.int64)
+    parts, total = [], 0
+    while total < quota:
+        m = max(64, quota // 30)  # ~36 comments a thread on average
+        bucket = rng.choice(4, m, p=_R_SIZE_P)
+        u = rng.random(m)
+        lo, hi = np.maximum(_R_SIZE_LO[bucket], 1), _R_SIZE_HI[bucket]
+        s = np.floor(np.exp(np.log(lo) + u * (np.log(hi + 1) - np.log(lo)))).astype(np.int64)
+        s = np.where(bucket == 0, (u * 2).astype(np.int64), np.minimum(s, hi))
+        parts.append(s)
+        total += int(s.sum())
+    size = np.concatenate(parts)
+    cs = np.cumsum(size)
+    cut = int(np.searchsorted(cs, quota))
+    size = size[: cut + 1].copy()
+    size[-1] -= int(cs[cut]) - quota
+    return size
+
+
+def _realistic_threads(
+    rng: np.random.Generator,
+    ym: tuple[int, int],
+    quota: int,
+    mega: int,
+    window: tuple[int, int],
+    end: int,
+    next_end: int,
+    sbase: int,
+    gen0: int,
+    late_share: float,
+    n_authors: int,
+    n_topics: int,
+) -> tuple[_Submissions, dict[str, np.ndarray]]:
+    """The threads started in ``window``: their submissions, and all their comments as pool rows.
+
+    Comments created after ``end`` are this month's late replies (next month's lines): they stay in
+    the pool when the month is done and are carried over with their parent ids resolved.
+    """
+    t0, t1 = window
+    size = _realistic_sizes(rng, quota)
+    if mega:
+        size = np.append(size, mega)
+    n_threads = size.size
+    starts = t0 + (rng.random(n_threads) * (t1 - t0)).astype(np.int64)
+    order = np.argsort(starts, kind="stable")  # thread index == rank by time == id offset
+    size, t_start = size[order], starts[order]
+    s_topic = np.where(rng.random(n_threads) < 0.55, rng.integers(0, n_topics, n_threads), -1)
+    s_sub = np.minimum((len(_SUBREDDITS) * rng.random(n_threads) ** 2).astype(np.int64), len(_SUBREDDITS) - 1)
+    s_author = (n_authors * rng.random(n_threads) ** 3).astype(np.int64)
+
+    n = int(size.sum())
+    thread = np.repeat(np.arange(n_threads), size)
+    offset = np.concatenate([[0], np.cumsum(size)[:-1]]).astype(np.int64)
+    pos = np.arange(n, dtype=np.int64) - offset[thread]
+    # Times: each thread's comments are exponential offsets from its start (mean `scale`, bigger
+    # threads live longer), drawn directly as sorted order statistics: the i-th gap is Exp(1)/(n-i).
+    scale = _R_LIFETIME_S * np.exp(rng.normal(0.0, 0.8, n_threads)) * (1.0 + size / 1000.0)
+    scale = np.minimum(scale, _R_LIFETIME_MAX_S)
+    if mega:  # it was appended last, before the sort by start time
+        scale[np.flatnonzero(order == n_threads - 1)] = _R_LIFETIME_MAX_S
+    gaps = rng.exponential(1.0, n) / (size[thread] - pos)
+    cs = np.cumsum(gaps)
+    off = (cs - cs[offset[thread]] + gaps[offset[thread]]) * scale[thread]
+    # A thread started late in the month is compressed to end within it (same order of comments).
+    last = np.zeros(n_threads)
+    nonempty = size > 0
+    last[nonempty] = off[offset[nonempty] + size[nonempty] - 1]
+    room = np.maximum(0, end - 2 - t_start).astype(np.float64)
+    squeeze = np.minimum(1.0, room / np.maximum(last, 1.0))
+    c_time = np.minimum(t_start[thread] + 1 + np.floor(off * squeeze[thread]).astype(np.int64), end - 1)
+
+    u, r = rng.random(n), rng.random(n)
+    top = (pos == 0) | (u < _R_P_TOP)
+    newest = ~top & (u < _R_P_NEWEST)
+    back = np.where(newest, 1, 1 + np.floor(r * pos).astype(np.int64))
+    parent_local = np.where(top, -1, np.arange(n) - back)
+    kind = rng.choice(len(_KIND_P), n, p=_KIND_P)
+    ask = np.where((kind == DIALOG) & (rng.random(n) < 0.55), rng.integers(0, n_topics, n), -1)
+    # Cross-thread replies: an earlier comment of another thread of this window (half the draws fail).
+    cand = np.flatnonzero(rng.random(n) < 2 * _R_CROSS_SHARE)
+    other = rng.integers(0, max(n, 1), cand.size)
+    ok = (c_time[other] < c_time[cand]) & (thread[other] != thread[cand])
+    top[cand[ok]] = False
+    parent_local[cand[ok]] = other[ok]
+    kind[(kind == BOT) & ~top] = FILLER  # bots only answer the submission
+    ptopic = np.where(top, s_topic[thread], ask[np.maximum(parent_local, 0)] if n else ask)
+    ghost = rng.random(n) < _R_GHOST_SHARE
+
+    # Late replies (next month): 1..3 for a share of the threads, to the submission or any comment.
+    if late_share > 0:
+        n_late = np.where(
+            rng.random(n_threads) < late_share, rng.integers(1, _R_LATE_TRIES + 1, n_threads), 0
+        )
+    else:
+        n_late = np.zeros(n_threads, np.int64)
+    late_thread = np.repeat(np.arange(n_threads), n_late)
+    n_l = late_thread.size
+    late_top = (size[late_thread] == 0) | (rng.random(n_l) < _R_P_TOP)
+    late_parent = offset[late_thread] + np.floor(rng.random(n_l) * size[late_thread]).astype(np.int64)
+    late_parent = np.where(late_top, -1, late_parent)
+    late_time = end + np.minimum(
+        rng.exponential(3 * 86400.0, n_l).astype(np.int64), max(next_end - end - 1, 0)
+    )
+    late_kind = rng.choice(len(_KIND_P), n_l, p=_KIND_P)
+    late_ask = np.where((late_kind == DIALOG) & (rng.random(n_l) < 0.55), rng.integers(0, n_topics, n_l), -1)
+    late_kind[(late_kind == BOT) & ~late_top] = FILLER
+    late_ptopic = np.where(late_top, s_topic[late_thread], ask[np.maximum(late_parent, 0)] if n else -1)
+    late_ghost = rng.random(n_l) < _R_GHOST_SHARE
+
+    all_thread = np.concatenate([thread, late_thread])
+    all_top = np.concatenate([top, late_top])
+    all_parent = np.concatenate([parent_local, late_parent])
+    rows = {
+        "gen": gen0 + np.arange(n + n_l, dtype=np.int64),
+        "time": np.concatenate([c_time, late_time]),
+        "link": sbase + all_thread,
+        "top": all_top,
+        "parent_gen": np.where(all_top, -1, gen0 + all_parent),
+        "parent_num": np.full(n + n_l, -1, np.int64),
+        "ptopic": np.concatenate([ptopic, late_ptopic]),
+        "ask": np.concatenate([ask, late_ask]),
+        "kind": np.concatenate([kind, late_kind]),
+        "ghost": np.concatenate([ghost, late_ghost]),
+        "sub": s_sub[all_thread],
+        "link_author": s_author[all_thread],
+    }
+    s_ncomments = size + n_late
+    subs = _Submissions(
+        ym=ym,
+        sbase=sbase,
+        s_time=t_start,
+        s_topic=s_topic,
+        s_sub=s_sub,
+        s_author=s_author,
+        s_ncomments=s_ncomments,
+        s_missing=(rng.random(n_threads) < MISSING_SUBMISSION_SHARE) & (s_ncomments > 0),
+    )
+    return subs, rows
+
+
+def _realistic_month(
+    cfg: SynthConfig,
+    k: int,
+    month: str,
+    carry: dict[str, np.ndarray] | None,
+    next_end: int,
+    bank: _TextBank,
+    rs: _ChunkedFile,
+    rc: _ChunkedFile,
+) -> dict[str, np.ndarray] | None:
+    """Stream one month into ``rs`` and ``rc``; return its late replies (pool rows of next month)."""
+    ym = parse_month(month)
+    start, end = _month_bounds(ym)
+    span = end - start
+    mi = _month_index(ym)
+    era = comment_era(ym)
+    n_gen = int(round(cfg.comments_per_month / (1 - _R_GHOST_SHARE)))  # lines come out ~= the knob
+    pool = _pool_empty() if carry is None else {**carry, "gen": np.arange(carry["gen"].size, dtype=np.int64)}
+    next_gen = pool["gen"].size
+    n_own = max(0, n_gen - next_gen)
+    windows = max(1, -(-n_own // cfg.chunk_comments))
+    sbase = 36**4 + mi * max(10**6, 2 * n_gen + 2)
+    cbase = 36**6 + mi * max(10**8, 2 * (n_gen + cfg.mega_thread) + 2)
+    late_share = min(1.0, 2 * cfg.late_reply_fraction) if next_end else 0.0  # default 0.05 -> 10%
+    next_thread = next_id = 0
+    for w in range(windows):
+        t0, t1 = start + span * w // windows, start + span * (w + 1) // windows
+        quota = n_own * (w + 1) // windows - n_own * w // windows
+        mega = cfg.mega_thread if k == 0 and w == 0 else 0
+        subs, rows = _realistic_threads(
+            np.random.default_rng([cfg.seed, 11, mi, w]),
+            ym,
+            quota,
+            mega,
+            (t0, t1),
+            end,
+            next_end,
+            sbase + next_thread,
+            next_gen,
+            late_share,
+            len(bank.authors),
+            len(TOPIC_QUESTIONS),
+        )
+        next_thread += subs.s_time.size
+        next_gen += rows["gen"].size
+        rs.write_chunk(
+            _submission_records(subs, bank, cfg, np.random.default_rng([cfg.seed, 13, mi, w])),
+            int((~subs.s_missing).sum()),
+        )
+        del subs
+        pool = _pool_concat(pool, rows)
+        del rows
+
+        # Everything created before t1 is final: ids in time order, then resolve waiting parents.
+        t_limit = end if w == windows - 1 else t1
+        done = np.flatnonzero(pool["time"] < t_limit)  # ascending gen
+        by_time = done[np.lexsort((pool["gen"][done], pool["time"][done]))]
+        ids = np.full(pool["gen"].size, -1, np.int64)
+        ids[by_time] = cbase + next_id + np.arange(by_time.size)
+        next_id += by_time.size
+        waiting = np.flatnonzero(pool["parent_gen"] >= 0)
+        if done.size and waiting.size:
+            done_gen = pool["gen"][done]
+            j = np.minimum(np.searchsorted(done_gen, pool["parent_gen"][waiting]), done.size - 1)
+            hit = done_gen[j] == pool["parent_gen"][waiting]
+            pool["parent_num"][waiting[hit]] = ids[done[j[hit]]]
+            pool["parent_gen"][waiting[hit]] = -1
+        if (pool["parent_gen"][done] >= 0).any():
+            raise AssertionError("a comment is written before its parent")  # a generator bug
+
+        # File order: roughly by created_utc, as in the real dumps (3% of lines off by up to 2 min).
+        rng = np.random.default_rng([cfg.seed, 12, mi, w])
+        t = pool["time"][by_time]
+        jitter = np.where(rng.random(t.size) < 0.03, rng.integers(-120, 121, t.size), 0)
+        written = by_time[np.argsort(t + jitter, kind="stable")]
+        written = written[~pool["ghost"][written]]
+        batch = _pool_take(pool, written)
+        rc.write_chunk(
+            _comment_rows(
+                bank,
+                era,
+                cfg.bigquery_shape,
+                rng,
+                idnum=ids[written],
+                parent_num=np.where(batch["top"], -1, batch["parent_num"]),
+                link_num=batch["link"],
+                created=batch["time"],
+                sub_i=batch["sub"],
+                link_author_idx=batch["link_author"],
+                kind=batch["kind"],
+                ptopic=batch["ptopic"],
+                ask=batch["ask"],
+            ),
+            written.size,
+        )
+        del batch, ids
+        keep = np.ones(pool["gen"].size, bool)
+        keep[done] = False
+        pool = _pool_take(pool, keep)
+    if (pool["time"] < end).any() or (pool["parent_gen"] >= 0).any():
+        raise AssertionError("comments of the month left unwritten")  # a generator bug
+    return pool if next_end else None
+
+
 # --- lines ----------------------------------------------------------------------------------------
 
 
 def _comment_records(plan: _MonthPlan, bank: _TextBank, cfg: SynthConfig):
     """Yield (id, dict) for every written comment of the month, in file order."""
-    era = comment_era(plan.ym)
-    bq = cfg.bigquery_shape
-    rng = np.random.default_rng([cfg.seed, 2, _month_index(plan.ym)])
     keep = plan.c_order[~plan.c_ghost[plan.c_order]]
-    m = keep.size
     # Whole-month columns as numpy arrays (8 bytes a value); Python lists only per chunk below.
-    idnum = plan.c_idnum[keep]
-    parent_num = plan.c_parent[keep]
-    link_num = plan.c_link[keep]
-    created = plan.c_time[keep]
-    sub_i = plan.c_sub[keep]
+    yield from _comment_rows(
+        bank,
+        comment_era(plan.ym),
+        cfg.bigquery_shape,
+        np.random.default_rng([cfg.seed, 2, _month_index(plan.ym)]),
+        idnum=plan.c_idnum[keep],
+        parent_num=plan.c_parent[keep],
+        link_num=plan.c_link[keep],
+        created=plan.c_time[keep],
+        sub_i=plan.c_sub[keep],
+        link_author_idx=plan.c_link_author[keep],
+        kind=plan.c_kind[keep],
+        ptopic=plan.c_ptopic[keep],
+        ask=plan.c_ask[keep],
+    )
+
+
+def _comment_rows(
+    bank: _TextBank,
+    era: _CommentEra,
+    bq: bool,
+    rng: np.random.Generator,
+    *,
+    idnum: np.ndarray,
+    parent_num: np.ndarray,  # -1: a top-level comment
+    link_num: np.ndarray,
+    created: np.ndarray,
+    sub_i: np.ndarray,
+    link_author_idx: np.ndarray,
+    kind: np.ndarray,
+    ptopic: np.ndarray,
+    ask: np.ndarray,
+):
+    """Yield (id, dict) for the given comments in the given order; other fields drawn from ``rng``."""
+    m = idnum.size
     author_idx = (len(bank.authors) * rng.random(m) ** 3).astype(np.int64)
-    link_author_idx = plan.c_link_author[keep]
     rbits_a = rng.integers(0, 2**31, m)
     # Scores: mostly small positive, a tail of big ones, ~12% zero or negative.
     mag = np.floor(np.exp(rng.normal(0.3, 1.4, m))).astype(np.int64)
@@ -719,9 +1097,9 @@ def _comment_records(plan: _MonthPlan, bank: _TextBank, cfg: SynthConfig):
             ids=b36_many(idnum[sl]),
             parents=b36_many(np.maximum(parent_num[sl], 0)),
             links=b36_many(link_num[sl]),
-            kinds=plan.c_kind[keep[sl]].tolist(),
-            ptopics=plan.c_ptopic[keep[sl]].tolist(),
-            asks=plan.c_ask[keep[sl]].tolist(),
+            kinds=kind[sl].tolist(),
+            ptopics=ptopic[sl].tolist(),
+            asks=ask[sl].tolist(),
             tops=(parent_num[sl] < 0).tolist(),
             created_l=created[sl].tolist(),
             subs=sub_names[sub_i[sl]].tolist(),
@@ -897,10 +1275,12 @@ def _comment_chunk(
 _SUBREDDIT_IDS = ["t5_" + b36(36**4 * 2 + 7919 * 31 * (i + 1)) for i in range(len(_SUBREDDITS))]
 
 
-def _submission_records(plan: _MonthPlan, bank: _TextBank, cfg: SynthConfig):
+def _submission_records(plan, bank: _TextBank, cfg: SynthConfig, rng: np.random.Generator | None = None):
+    """Yield (id, dict) per written submission of ``plan`` (a _MonthPlan or a realistic _Submissions)."""
     era = submission_era(plan.ym)
     bq = cfg.bigquery_shape
-    rng = np.random.default_rng([cfg.seed, 3, _month_index(plan.ym)])
+    if rng is None:
+        rng = np.random.default_rng([cfg.seed, 3, _month_index(plan.ym)])
     n = plan.s_time.size
     ids = b36_many(plan.sbase + np.arange(n))
     rb = rng.integers(0, 2**31, n).tolist()
@@ -1037,13 +1417,14 @@ def _malformed_line(reason: str, variant: int, d: dict, required: tuple[str, ...
 class _Writer:
     """Compressed output, deterministic bytes; lines joined by newlines, none after the last line."""
 
-    def __init__(self, path: Path, compression: str):
+    def __init__(self, path: Path, compression: str, zstd_window_log: int = ZSTD_WINDOW_LOG):
         self.tmp = path.with_name(path.name + ".tmp")
         self.path = path
         self.raw = open(self.tmp, "wb")
+        self.zstd_window_log = zstd_window_log if compression == "zst" else ZSTD_WINDOW_LOG
         if compression == "zst":
             params = zstandard.ZstdCompressionParameters.from_level(
-                3, window_log=ZSTD_WINDOW_LOG, write_content_size=False, write_checksum=True, threads=0
+                3, window_log=zstd_window_log, write_content_size=False, write_checksum=True, threads=0
             )
             self.f = zstandard.ZstdCompressor(compression_params=params).stream_writer(
                 self.raw, closefd=False
@@ -1083,7 +1464,70 @@ class _Writer:
         if self.f is not None:
             self.f.close()
         self.raw.close()
+        if self.zstd_window_log != ZSTD_WINDOW_LOG:
+            _declare_zstd_window(self.tmp, self.zstd_window_log, ZSTD_WINDOW_LOG)
         os.replace(self.tmp, self.path)
+
+    def abort(self) -> None:
+        """Drop the partial file (no half-written file under the final name)."""
+        try:
+            if self.f is not None:
+                self.f.close()
+        finally:
+            self.raw.close()
+            self.tmp.unlink(missing_ok=True)
+
+
+def _zstd_window_descriptor(window_log: int) -> int:
+    return (window_log - 10) << 3  # exponent in the high 5 bits, mantissa 0: exactly 2**window_log
+
+
+def _declare_zstd_window(path: Path, used_log: int, declared_log: int) -> None:
+    """Rewrite the frame header's window descriptor: the frame declares 2**declared_log bytes.
+
+    The header is ``magic, frame header descriptor, window descriptor`` (no content size, no
+    dictionary, so no single-segment flag) and no checksum covers it. Declaring a window larger
+    than the one the compressor used is valid zstd: the window is an upper bound on match
+    distances, and a decoder must still allocate (and accept) the declared 2 GiB as for the real
+    dumps. The compressor, though, touches only its real window: streaming a month with
+    window_log 31 grew RSS by up to 2 GiB per open file (it keeps that much history).
+    """
+    with open(path, "r+b") as f:
+        head = f.read(6)
+        # An empty file's frame declares the smallest window (zstd knew the size: 0 bytes).
+        if head[:5] != b"\x28\xb5\x2f\xfd\x04" or head[5] > _zstd_window_descriptor(used_log):
+            raise RuntimeError(f"{path}: unexpected zstd frame header {head.hex()}")
+        f.seek(5)
+        f.write(bytes([_zstd_window_descriptor(declared_log)]))
+
+
+def _write_lines(write, records, first: int, mal, dups, pending, required, quarantine) -> tuple[int, int]:
+    """Write records at file positions first, first+1, ..., malformed or duplicated as planned.
+
+    ``mal``: position -> quarantine reason; ``dups``: positions whose line is written twice (the copy
+    waits in ``pending`` for its position, possibly past these records). Returns (valid, duplicates).
+    """
+    valid = duplicates = 0
+    dumps = orjson.dumps
+    for pos, (_, d) in enumerate(records, first):
+        reason = mal.get(pos)
+        if reason is not None:
+            write(_malformed_line(reason, pos, d, required))
+            quarantine[reason] += 1
+        else:
+            line = dumps(d)
+            write(line)
+            valid += 1
+            if pos in dups:  # half right after the original, half up to 50 lines later
+                later = pos + (0 if pos % 2 else 1 + pos % 50)
+                pending.setdefault(later, []).append(line)
+        if pending:
+            extra = pending.pop(pos, None)
+            if extra:
+                for line in extra:
+                    write(line)
+                duplicates += len(extra)
+    return valid, duplicates
 
 
 def _write_file(path: Path, records, n_records: int, kind: str, month: str, cfg: SynthConfig) -> dict:
@@ -1110,27 +1554,8 @@ def _write_file(path: Path, records, n_records: int, kind: str, month: str, cfg:
     pending: dict[int, list[bytes]] = {}  # duplicates waiting for their line position
     writer = _Writer(path, cfg.compression)
     write = writer.write
-    valid = duplicates = 0
-    dumps = orjson.dumps
     try:
-        for pos, (_, d) in enumerate(records):
-            reason = mal.get(pos)
-            if reason is not None:
-                write(_malformed_line(reason, pos, d, required))
-                quarantine[reason] += 1
-            else:
-                line = dumps(d)
-                write(line)
-                valid += 1
-                if pos in dups:  # half right after the original, half up to 50 lines later
-                    later = pos + (0 if pos % 2 else 1 + pos % 50)
-                    pending.setdefault(later, []).append(line)
-            if pending:
-                extra = pending.pop(pos, None)
-                if extra:
-                    for line in extra:
-                        write(line)
-                    duplicates += len(extra)
+        valid, duplicates = _write_lines(write, records, 0, mal, dups, pending, required, quarantine)
         for _, extra in sorted(pending.items()):
             for line in extra:
                 write(line)
@@ -1148,6 +1573,83 @@ def _write_file(path: Path, records, n_records: int, kind: str, month: str, cfg:
     }
 
 
+class _ChunkedFile:
+    """A file written a chunk of records at a time, malformed and duplicated lines planned per chunk.
+
+    The totals are those of _write_file's plan (at least one line of every quarantine reason, then
+    ``malformed_share`` of the lines, ``DUPLICATE_SHARE`` duplicated), reached chunk by chunk;
+    positions are drawn within each chunk from a stream seeded by (seed, kind, month, chunk).
+    """
+
+    def __init__(self, path: Path, kind: str, month: str, cfg: SynthConfig, malformed_share: float):
+        self.kind, self.month, self.cfg = kind, month, cfg
+        self.required = COMMENT_REQUIRED if kind == "comments" else SUBMISSION_REQUIRED
+        self.malformed_share = malformed_share
+        self.writer = _Writer(path, cfg.compression, _R_ZSTD_WINDOW_LOG)
+        self.records = self.chunks = self.n_malformed = self.n_duplicated = 0
+        self.valid = self.duplicates = 0
+        self.pending: dict[int, list[bytes]] = {}
+        self.quarantine: Counter[str] = Counter()
+
+    def write_chunk(self, records, n: int) -> None:
+        """Write ``n`` records (id, dict) that follow the ones written so far."""
+        mal: dict[int, str] = {}
+        dups: set[int] = set()
+        first = self.records
+        if self.cfg.malformed and n:
+            rng = random.Random(f"{self.cfg.seed}/{self.kind}/{self.month}/{self.chunks}")
+            total = first + n
+            n_reasons = len(QUARANTINE_REASONS)
+            target = min(total, max(n_reasons, int(total * self.malformed_share)))
+            k = min(n, max(0, target - self.n_malformed))
+            for p in rng.sample(range(n), k):  # random order: reasons cycle over the whole file
+                mal[first + p] = QUARANTINE_REASONS[self.n_malformed % n_reasons]
+                self.n_malformed += 1
+            n_dup = min(n - k, max(0, max(1, int(total * DUPLICATE_SHARE)) - self.n_duplicated))
+            while len(dups) < n_dup:
+                p = first + rng.randrange(n)
+                if p not in mal:
+                    dups.add(p)
+            self.n_duplicated += n_dup
+        counted = _Counted(records)
+        valid, duplicates = _write_lines(
+            self.writer.write, counted, first, mal, dups, self.pending, self.required, self.quarantine
+        )
+        if counted.n != n:
+            raise AssertionError(f"{self.kind} chunk: {counted.n} records, expected {n}")  # a bug
+        self.valid += valid
+        self.duplicates += duplicates
+        self.records += n
+        self.chunks += 1
+
+    def close(self) -> dict:
+        for _, extra in sorted(self.pending.items()):
+            for line in extra:
+                self.writer.write(line)
+            self.duplicates += len(extra)
+        self.pending.clear()
+        self.writer.close()
+        return {
+            "kind": self.kind,
+            "month": self.month,
+            "lines": self.writer.lines,
+            "valid_distinct": self.valid,
+            "duplicates": self.duplicates,
+            "quarantine": dict(sorted(self.quarantine.items())),
+            "bytes_uncompressed": self.writer.bytes_out,
+        }
+
+
+class _Counted:
+    def __init__(self, items):
+        self.items, self.n = items, 0
+
+    def __iter__(self):
+        for item in self.items:
+            self.n += 1
+            yield item
+
+
 def _check_config(cfg: SynthConfig) -> None:
     if not cfg.months:
         raise ValueError("SynthConfig.months is empty: give at least one YYYY-MM")
@@ -1161,6 +1663,10 @@ def _check_config(cfg: SynthConfig) -> None:
         raise ValueError("comments_per_month and mega_thread must be >= 0")
     if not 0.0 <= cfg.late_reply_fraction <= 0.5:
         raise ValueError(f"late_reply_fraction must be within [0, 0.5], got {cfg.late_reply_fraction}")
+    if cfg.shape not in SHAPES:
+        raise ValueError(f"shape {cfg.shape!r} not one of {list(SHAPES)}")
+    if cfg.chunk_comments < 100:
+        raise ValueError(f"chunk_comments must be >= 100, got {cfg.chunk_comments}")
 
 
 def generate(out_dir: str | Path, config: SynthConfig) -> SynthReport:
@@ -1168,9 +1674,12 @@ def generate(out_dir: str | Path, config: SynthConfig) -> SynthReport:
     _check_config(config)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    bank = _TextBank(config.seed)
+    bank = _TextBank(config.seed, config.shape)
     months = sorted(config.months)
     files: dict[str, dict] = {}
+    if config.shape == "realistic":
+        _generate_realistic(out, config, bank, months, files)
+        return _finish_report(out, files)
 
     def write_month(plan: _MonthPlan) -> None:
         for kind, recs, n in (
@@ -1187,7 +1696,34 @@ def generate(out_dir: str | Path, config: SynthConfig) -> SynthReport:
             write_month(prev)
         prev = plan
     write_month(prev)
+    return _finish_report(out, files)
 
+
+def _generate_realistic(
+    out: Path, config: SynthConfig, bank: _TextBank, months: list[str], files: dict
+) -> None:
+    carry = None
+    for k, month in enumerate(months):
+        nxt = months[k + 1] if k + 1 < len(months) else None
+        end = _month_bounds(parse_month(month))[1]
+        next_end = 0
+        if nxt is not None and _month_bounds(parse_month(nxt))[0] == end:
+            next_end = _month_bounds(parse_month(nxt))[1]
+        rs_name = file_name("submissions", month, config.compression)
+        rc_name = file_name("comments", month, config.compression)
+        rs = _ChunkedFile(out / rs_name, "submissions", month, config, _R_MALFORMED_SHARE)
+        rc = _ChunkedFile(out / rc_name, "comments", month, config, _R_MALFORMED_SHARE)
+        try:
+            carry = _realistic_month(config, k, month, carry, next_end, bank, rs, rc)
+        except BaseException:
+            rs.writer.abort()
+            rc.writer.abort()
+            raise
+        files[rs_name] = rs.close()
+        files[rc_name] = rc.close()
+
+
+def _finish_report(out: Path, files: dict[str, dict]) -> SynthReport:
     quarantine: Counter[str] = Counter()
     for f in files.values():
         quarantine.update(f["quarantine"])
@@ -1215,7 +1751,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--out",
         required=True,
-        help="output directory (created; existing files of the same names are replaced)",
+        help="output directory (created; replaced atomically when it is an earlier sample output)",
+    )
+    p.add_argument(
+        "--force", action="store_true", help="replace an earlier sample output that holds other files too"
     )
     p.add_argument(
         "--seed", type=int, default=1234, help="random seed; same seed and options -> identical bytes"
@@ -1228,9 +1767,28 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bigquery", action="store_true", help="BigQuery export shape: numbers as strings, nulls")
     p.add_argument("--mega-thread", type=int, default=0, metavar="N", help="add one thread of N comments")
     p.add_argument(
-        "--late-fraction", type=float, default=0.05, help="share of next-month replies (default 0.05)"
+        "--late-fraction",
+        type=float,
+        default=0.05,
+        help="classic: share of next-month replies; realistic: half the share of threads that get 1-3 "
+        "of them (default 0.05)",
     )
     p.add_argument("--no-malformed", action="store_true", help="no malformed or duplicated lines")
+    p.add_argument(
+        "--shape",
+        default="classic",
+        choices=SHAPES,
+        help="classic: the original thread shapes (small samples); realistic: deep, skewed threads as in "
+        "real months, streamed in bounded memory (benchmarks). Default: %(default)s",
+    )
+    p.add_argument(
+        "--chunk-comments",
+        type=int,
+        default=262_144,
+        metavar="N",
+        help="realistic: comments generated per time window; bounds memory, part of the output's "
+        "identity like the seed (default: %(default)s)",
+    )
     args = p.parse_args(argv)
     cfg = SynthConfig(
         months=[m.strip() for m in args.months.split(",") if m.strip()],
@@ -1241,13 +1799,20 @@ def main(argv: list[str] | None = None) -> int:
         mega_thread=args.mega_thread,
         malformed=not args.no_malformed,
         late_reply_fraction=args.late_fraction,
+        shape=args.shape,
+        chunk_comments=args.chunk_comments,
     )
     try:
         _check_config(cfg)
     except ValueError as e:
         p.error(str(e))
     t0 = time.perf_counter()
-    report = generate(args.out, cfg)
+    try:
+        with outputs.stage_output(args.out, STAGE, force=args.force) as tmp:
+            report = generate(tmp, cfg)
+    except outputs.OutputRefused as e:
+        print(f"sample: error: {e}", file=sys.stderr)
+        return 2
     secs = time.perf_counter() - t0
     for name, f in report.files.items():
         q = sum(f["quarantine"].values())
