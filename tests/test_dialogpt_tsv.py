@@ -1,5 +1,6 @@
-"""`make dialogpt-tsv`: its two modes (one task per month; staged ingest -> instances -> filter) write the
-same TSVs and the same stats on generated dumps with malformed and duplicated lines; the mode choice."""
+"""`make dialogpt-tsv` (one Spark session, no intermediate tables) writes the same TSVs and the same stats
+as the stages one by one (extract -> instances --profile dialogpt -> filter --profile dialogpt
+--export-tsv) on generated dumps with malformed and duplicated lines and a cut file."""
 
 from __future__ import annotations
 
@@ -37,33 +38,42 @@ def _stats(out, stage):
     return {k: s[k] for k in ("rows_in", "rows_out", "dropped", "quarantined", "merged")}
 
 
-def test_fused_and_staged_modes_agree(spark, dumps_dir, tmp_path):
+def test_drop_in_equals_the_stages_one_by_one(spark, dumps_dir, tmp_path):
+    from dialogsmith import conversations
+    from dialogsmith.filter import job
+
     dumps, report = dumps_dir
-    fused, staged = tmp_path / "fused", tmp_path / "staged"
-    sf = _run(dumps, fused, "--mode", "fused")
-    ss = _run(dumps, staged, "--mode", "staged")
-    assert sf.extra["dialogpt_tsv"]["mode"] == "fused" and ss.extra["dialogpt_tsv"]["mode"] == "staged"
+    out = tmp_path / "tsv"
+    st = _run(dumps, out, "--buckets", "5")
+    extract, inst, filt = tmp_path / "extract", tmp_path / "inst", tmp_path / "filt"
+    assert ingest.main(["--input", str(dumps), "--output", str(extract), "--buckets", "3"]) == 0
+    assert conversations.main(["--input", str(extract), "--output", str(inst), "--profile", "dialogpt"]) == 0
+    argv = ["--input", str(inst), "--output", str(filt), "--profile", "dialogpt", "--export-tsv", "--quiet"]
+    assert job.main(argv) == 0
     total = 0
     for m in MONTHS:
-        a = sorted((fused / f"{m}.tsv").read_bytes().splitlines())
-        b = sorted((staged / f"{m}.tsv").read_bytes().splitlines())
+        a = sorted((out / f"{m}.tsv").read_bytes().splitlines())
+        b = sorted((filt / "tsv" / f"{m}.tsv").read_bytes().splitlines())
         assert a == b, m
         total += len(a)
-    assert total > 100 and sf.rows_out == ss.rows_out == total
-    for stage in ("extract", "instances", "filter"):
-        assert _stats(fused, stage) == _stats(staged, stage), stage
-    ex = json.loads((fused / "stats" / "extract.json").read_text())
+    assert total > 100 and st.rows_out == total
+    for stage, path in (("extract", extract), ("instances", inst), ("filter", filt)):
+        mine = _stats(out, stage)
+        theirs = json.loads((path / "stats.json").read_text())
+        assert mine == {k: theirs[k] for k in mine}, stage
+    ex = json.loads((out / "stats" / "extract.json").read_text())
     whole = report.files["RC_2016-01.zst"]
     assert ex["extra"]["files"]["RC_2016-01.zst"]["lines"] == whole["lines"]
     assert ex["extra"]["files"]["RC_2016-01.zst"]["quarantined"] == whole["quarantine"]
     assert ex["extra"]["files"]["RC_2016-02.zst"]["error"].startswith("truncated_file")
     assert 0 < ex["extra"]["files"]["RC_2016-02.zst"]["lines"] < report.files["RC_2016-02.zst"]["lines"]
     assert ex["quarantined"]["truncated_file"] == 1
-    # the fused mode keeps the quarantined lines themselves
-    q = pq.read_table(fused / "quarantine")
+    # the quarantined lines themselves are kept
+    q = pq.read_table(out / "quarantine")
     assert q.num_rows == sum(ex["quarantined"].values())
     assert set(q.column("reason").to_pylist()) == set(ex["quarantined"])
-    assert json.loads((fused / "stats" / "funnel.json").read_text())["kept"] == total
+    assert json.loads((out / "stats" / "funnel.json").read_text())["kept"] == total
+    assert not (out / "_work").exists()
 
 
 def test_later_duplicates_keeps_the_first_by_source_and_line():
@@ -72,16 +82,3 @@ def test_later_duplicates_keeps_the_first_by_source_and_line():
     lines = np.array([1, 5, 9, 2, 3, 0])
     # a: (RC_1, 9) is first; b: (RC_1, 3) is first; c alone
     assert ingest.later_duplicates(ids, sources, lines).tolist() == [True, True, False, False, False, True]
-
-
-def test_mode_choice(dumps_dir, tmp_path):
-    dumps, _ = dumps_dir
-    parse = dialogpt_tsv.build_parser().parse_args
-    base = ["--dumps", str(dumps), "--output", str(tmp_path / "o")]
-    assert dialogpt_tsv.choose_mode(parse(base))[0] == "fused"
-    mode, why = dialogpt_tsv.choose_mode(parse([*base, "--fused-max-gb", "0.001"]))
-    assert mode == "staged" and "2016-0" in why
-    assert dialogpt_tsv.choose_mode(parse([*base, "--keep-work"]))[0] == "staged"
-    assert dialogpt_tsv.choose_mode(parse([*base, "--mode", "staged"]))[0] == "staged"
-    with pytest.raises(ValueError, match="--keep-work"):
-        dialogpt_tsv.choose_mode(parse([*base, "--mode", "fused", "--keep-work"]))

@@ -244,3 +244,19 @@ def test_dedup_keeps_first_copy_by_source_and_line():
         {"id": "c", "source": "RC_1", "line": 2},
         {"id": "b", "source": "RC_1", "line": 3},
     ]
+
+
+def test_realistic_shape_counts_match_exactly(spark, tmp_path):
+    d = tmp_path / "dumps"
+    cfg = SynthConfig(
+        months=["2016-01", "2016-02"], comments_per_month=6000, seed=7, shape="realistic",
+        chunk_comments=1500, mega_thread=800,
+    )  # fmt: skip
+    report = generate(d, cfg)
+    out = tmp_path / "extract"
+    ingest.run(args_for(d, out, buckets=5, slices=3, block_size=32 << 10), spark=spark)
+    on_disk = StageStats.read(os.path.join(out, "stats.json"))
+    assert read_kind(out, "comments").num_rows == report.comments
+    assert read_kind(out, "submissions").num_rows == report.submissions
+    assert on_disk.merged == {"duplicate_id": report.duplicates}
+    assert on_disk.quarantined == report.quarantine and on_disk.rows_in == report.lines

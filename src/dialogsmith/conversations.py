@@ -41,6 +41,7 @@ import html
 import math
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -402,30 +403,6 @@ class _Writer:
             self._writer.close()
 
 
-class _Texts:
-    """Per-task cache: each comment's (and title's) normalized text and weight, computed once."""
-
-    def __init__(self, normalize, blocklist, discard_hashes):
-        self.normalize = normalize
-        self.blocklist = blocklist
-        self.discard = discard_hashes
-        self.text: dict[int, str] = {}
-        self.weight: dict[int, float] = {}
-
-    def get(self, key: int, source: str) -> tuple[str, float]:
-        t = self.text.get(key)
-        if t is None:
-            t = self.normalize(source)
-            self.text[key] = t
-            w = 1.0
-            if self.blocklist is not None and self.blocklist.contains(t):
-                w = 0.0
-            elif self.discard and hashlib.sha224(t.encode("utf-8")).hexdigest() in self.discard:
-                w = 0.0
-            self.weight[key] = w
-        return t, self.weight[key]
-
-
 def _count(counter: dict, reason: str, n: int = 1) -> None:
     if n:
         counter[reason] = counter.get(reason, 0) + n
@@ -494,62 +471,6 @@ def build_task(task: dict) -> dict:
             stats.dropped.pop(reason, None)
         extra["submissions_read"] = extra["submissions_kept"] = 0
     return {"stats": stats.to_dict(), "extra": extra, "file": writer.uri if writer.rows else None}
-
-
-def _emit(
-    writer,
-    cfg,
-    path,
-    target,
-    ids,
-    links,
-    pids,
-    authors,
-    raw,
-    src,
-    texts,
-    title_key,
-    title,
-    subreddit,
-    month,
-    score,
-    created,
-):
-    """Write one instance. ``raw``: texts as in the dump; ``src``: what the profile's normalization takes;
-    ``title``: (raw title, title source) when the path starts with the title turn."""
-    turn_ids, turn_authors, turns_raw, turns, weights = [], [], [], [], []
-    for k in path:
-        if k == TITLE:
-            t, w = texts.get(title_key, "title: " + title[1])
-            turn_ids.append(links[target])
-            turn_authors.append(None)
-            turns_raw.append("title: " + title[0])
-        else:
-            t, w = texts.get(k, src[k])
-            turn_ids.append("t1_" + ids[k])
-            turn_authors.append(authors[k])
-            turns_raw.append(raw[k])
-        turns.append(t)
-        weights.append(w)
-    tid = "t1_" + ids[target]
-    writer.add(
-        {
-            "instance_id": tid,
-            "link_id": links[target],
-            "parent_id": pids[target],
-            "target_id": tid,
-            "subreddit": subreddit,
-            "month": month,
-            "target_score": score,
-            "target_created_utc": created,
-            "turn_ids": turn_ids,
-            "turn_authors": turn_authors,
-            "turns_raw": turns_raw,
-            "turns": turns,
-            "turn_weights": weights,
-            "weights_in_text": cfg.weights_in_text,
-        }
-    )
 
 
 @dataclass
@@ -684,70 +605,46 @@ def _build_dialogpt_month(cfg, task, month, comments, submissions, bl_words, bl_
     )
 
 
-def dialogpt_conversations(cfg, task, month, rc, ntok, subs, keys, bl_words, bl_subs, writer, stats, extra):
-    """Pass 2 over the month's kept comments ``rc`` (with their token counts ``ntok``): instances."""
-    from dialogsmith.text.dialogpt import gpt_normalize, minimal_normalize
+# --- the walk and the instances, shared by both profiles (vectorized) ------------------------------
 
-    drops = stats.dropped
-    sub_title, sub_subreddit = subs.title, subs.subreddit
 
-    # -- pass 2: candidates are the kept comments, in the released order (links, parent ids, ids).
-    pids = pc.fill_null(rc["parent_id"], "None")  # str(None), as pass 1's TSV writes it
-    t1ids = pc.binary_join_element_wise("t1_", rc["id"], "")
-    order = (
-        pc.sort_indices(
-            pa.table({"l": rc["link_id"], "p": pids, "i": rc["id"]}),
-            sort_keys=[("l", "ascending"), ("p", "ascending"), ("i", "ascending")],
-        )
-        .to_numpy()
-        .astype(np.int64)
-    )
-    parent, leaf = _parent_index_array(t1ids, pids)
-    over_long = ntok > cfg.max_len if cfg.max_len else np.zeros(len(ntok), dtype=bool)
-    # Contiguous slices of the released order: a shard holds whole threads (fewer shared ancestors to
-    # normalize twice) and a giant thread still spreads over several shards.
-    n_shards, shard = task["n_shards"], task["shard"]
-    lo, hi = len(order) * shard // n_shards, len(order) * (shard + 1) // n_shards
-    cand = order[lo:hi]
-    extra["candidates"] += len(cand)
-    links_list = None
-    if keys is not None:
-        links_list = rc["link_id"].to_pylist()
-        ids_list = t1ids.to_pylist()
-        ok = np.fromiter((links_list[i] + "\t" + ids_list[i] in keys.keep for i in cand), bool, len(cand))
-        _count(drops, "not_in_keys", int((~ok).sum()))
-        cand = cand[ok]
-    if cfg.leaves_only:
-        ok = leaf[cand]
-        _count(drops, "not_leaf", int((~ok).sum()))
-        cand = cand[ok]
-    if bl_subs is not None:
-        if links_list is None:
-            links_list = rc["link_id"].to_pylist()
-        subs_c = [sub_subreddit.get(links_list[i], "") for i in cand]
-        missing = np.fromiter((not s for s in subs_c), bool, len(cand))
-        _count(drops, "missing_submission", int(missing.sum()))
-        blocked = np.fromiter((bool(s) and s in bl_subs for s in subs_c), bool, len(cand))
-        _count(drops, "blocked_subreddit", int(blocked.sum()))
-        cand = cand[~(missing | blocked)]
-    scores = pc.fill_null(rc["score"], 0).to_numpy(zero_copy_only=False)
-    ok = scores[cand] >= cfg.min_score
-    _count(drops, "low_score", int((~ok).sum()))
-    cand = cand[ok]
+@dataclass
+class Walks:
+    """Every target's walk up its thread (``walk_up`` for many targets at once).
 
-    # -- the walk, vectorized over the surviving targets: ``steps[t, d]`` is the d-th comment walked up
-    #    from target t (newest first), ``length[t]`` how many; ``top[t]``: the walk reached a top-level
-    #    comment (its title tops the path with use_title). As released: an over-long comment ends the
-    #    path below it, a missing parent ends it, a cycle repeats turns (bounded by max_depth).
-    #    Columns are added only while some walk goes on (memory: targets x the longest path walked).
-    nt = len(cand)
-    columns = []
+    ``steps[t, d]`` is the d-th comment row walked up from target t (the target first, newest first),
+    -1 past the walk's end; ``length[t]`` how many; ``top[t]``: the walk reached a top-level comment (its
+    title tops the path with use_title); ``cycle[t]``: with ``detect_cycles`` the walk met a comment
+    twice (such walks are dropped as ``parent_cycle``). Without ``detect_cycles`` a cycle repeats turns,
+    as the released recursion does (bounded by max_depth)."""
+
+    steps: np.ndarray
+    length: np.ndarray
+    top: np.ndarray
+    cycle: np.ndarray
+
+
+def walk_targets(
+    targets: np.ndarray, parent: np.ndarray, over_long: np.ndarray, max_depth: int, detect_cycles: bool
+) -> Walks:
+    """The released walk, vectorized over the targets: at most ``max_depth`` comments; an over-long
+    comment ends the path below it; a missing parent ends it. One column per step while some walk goes
+    on (memory: targets x the longest path walked)."""
+    nt = len(targets)
+    columns: list[np.ndarray] = []
     length = np.zeros(nt, dtype=np.int64)
     top = np.zeros(nt, dtype=bool)
-    cur = cand.copy()
+    cycle = np.zeros(nt, dtype=bool)
+    cur = targets.astype(np.int64, copy=True)
     alive = np.ones(nt, dtype=bool)
-    for _ in range(max(cfg.max_depth, 0)):
+    for _ in range(max(max_depth, 0)):
         alive &= ~over_long[cur]
+        if detect_cycles and columns:
+            seen = np.zeros(nt, dtype=bool)
+            for col in columns:  # a path is at most max_depth long: O(depth^2) comparisons
+                seen |= col == cur
+            cycle |= alive & seen
+            alive &= ~seen
         if not alive.any():
             break
         columns.append(np.where(alive, cur, -1))
@@ -757,214 +654,356 @@ def dialogpt_conversations(cfg, task, month, rc, ntok, subs, keys, bl_words, bl_
         alive &= p >= 0
         cur = np.where(alive, p, cur)
     steps = np.stack(columns, axis=1) if columns else np.full((nt, 0), -1, dtype=np.int64)
-    has_title = top if cfg.use_title else np.zeros(nt, dtype=bool)
-    top_comment = steps[np.arange(nt), np.maximum(length - 1, 0)]
-    title_rows: dict[str, int] = {}  # top link_id -> row among the title turns
-    title_of = np.full(nt, -1, dtype=np.int64)
-    if has_title.any():
-        # The released code reads the title of the top comment's link_id (KeyError -> skipped).
-        links_arr = rc["link_id"]
-        ok = np.ones(nt, dtype=bool)
-        for t, link in zip(
-            np.flatnonzero(has_title), links_arr.take(top_comment[has_title]).to_pylist(), strict=True
-        ):
-            if link not in sub_title:
-                ok[t] = False
-            else:
-                title_of[t] = title_rows.setdefault(link, len(title_rows))
-        _count(drops, "missing_submission", int((~ok).sum()))
-        cand, steps, length, has_title, title_of = (a[ok] for a in (cand, steps, length, has_title, title_of))
-        nt = len(cand)
-    n_turns = length + has_title
+    return Walks(steps, length, top, cycle)
+
+
+@dataclass
+class Targets:
+    """Surviving targets and their walks, kept aligned while rules drop rows."""
+
+    rows: np.ndarray  # target rows
+    walks: Walks
+    has_title: np.ndarray  # the path starts with the title turn
+    title_of: np.ndarray  # row among the title turns (-1: none)
+
+    def keep(self, ok: np.ndarray) -> Targets:
+        w = self.walks
+        return Targets(
+            self.rows[ok],
+            Walks(w.steps[ok], w.length[ok], w.top[ok], w.cycle[ok]),
+            self.has_title[ok],
+            self.title_of[ok],
+        )
+
+
+def _drop(drops: dict, reason: str, bad: np.ndarray) -> np.ndarray:
+    _count(drops, reason, int(bad.sum()))
+    return ~bad
+
+
+def _walk_and_trim(cfg: BuildConfig, cand, parent, over_long, links, title_index, drops, missing_title):
+    """Walk every candidate, add the title turn, apply min_depth. ``title_index(links)`` gives the row of
+    each link's title (-1: none); ``missing_title``: the reason for a path whose title is unknown (None:
+    the path just starts below it, as the default profile does)."""
+    walks = walk_targets(cand, parent, over_long, cfg.max_depth, detect_cycles=cfg.profile == "default")
+    t = Targets(cand, walks, np.zeros(len(cand), dtype=bool), np.full(len(cand), -1, dtype=np.int64))
+    t = t.keep(_drop(drops, "parent_cycle", walks.cycle))
+    if cfg.use_title and t.walks.top.any():
+        w = t.walks
+        top_comment = w.steps[np.arange(len(t.rows)), np.maximum(w.length - 1, 0)]
+        tops = np.flatnonzero(w.top)
+        # the released code reads the title of the top comment's link_id (KeyError -> skipped)
+        found = title_index(links.take(pa.array(top_comment[tops])))
+        t.has_title[tops] = found >= 0
+        t.title_of[tops] = found
+        if missing_title is not None:
+            t = t.keep(_drop(drops, missing_title, w.top & ~t.has_title))
+    n_turns = t.walks.length + t.has_title
     short = n_turns < cfg.min_depth
-    too_long = short & over_long[cand]
+    too_long = short & over_long[t.rows]
     _count(drops, "target_too_long", int(too_long.sum()))
     _count(drops, "too_shallow", int((short & ~too_long).sum()))
-    ok = ~short
-    cand, steps, length, has_title, title_of, n_turns = (
-        a[ok] for a in (cand, steps, length, has_title, title_of, n_turns)
-    )
-    nt = len(cand)
-    if nt == 0:
-        return
+    return t.keep(~short)
 
-    # -- the instances, as columns. Turn keys: comment rows 0..n-1, then title rows n + k.
-    n_rows = rc.num_rows
-    keys_2d = np.full((nt, steps.shape[1] + 1), -1, dtype=np.int64)  # [title, oldest, ..., target]
+
+@dataclass
+class TurnSource:
+    """What the turns of the instances are made of: per comment row and per title row."""
+
+    t1ids: pa.Array  # comment rows' "t1_<id>"
+    authors: pa.Array
+    raws: pa.Array  # comment bodies as in the dump
+    texts: Callable[[np.ndarray], tuple[pa.Array, pa.Array]]  # needed rows -> (texts, weights)
+    titles: list[tuple[str, str, float]]  # per title row: (raw turn "title: ...", text, weight)
+
+
+def instance_columns(cfg: BuildConfig, t: Targets, n_rows: int, src: TurnSource) -> dict[str, pa.Array]:
+    """The list columns of the instances (turn ids, authors, raw texts, texts, weights): oldest turn
+    first, the title turn (if any) before the comments. Each comment's turn is computed once, however
+    many instances hold it."""
+    nt = len(t.rows)
+    steps, length = t.walks.steps, t.walks.length
+    n_turns = length + t.has_title
+    # turn keys: comment rows 0..n_rows-1, then title rows n_rows + k; [title, oldest, ..., target]
+    keys_2d = np.full((nt, steps.shape[1] + 1), -1, dtype=np.int64)
     keys_2d[:, 1:] = steps[:, ::-1]
-    keys_2d[has_title, 0] = n_rows + title_of[has_title]
+    keys_2d[t.has_title, 0] = n_rows + t.title_of[t.has_title]
     flat = keys_2d.ravel()
     flat = flat[flat >= 0]
     offsets = np.zeros(nt + 1, dtype=np.int32)
     np.cumsum(n_turns, out=offsets[1:])
     # the distinct turn keys, sorted, and each turn's rank among them (keys are dense: a bitmap, not a sort)
-    present = np.zeros(n_rows + len(title_rows), dtype=bool)
+    present = np.zeros(n_rows + len(src.titles), dtype=bool)
     present[flat] = True
     needed = np.flatnonzero(present)
     rank = np.cumsum(present) - 1
     needed_rows = needed[needed < n_rows]
-    discard = keys.discard_hashes if keys else None
-
-    def weight(t: str) -> float:
-        if bl_words is not None and bl_words.contains(t):
-            return 0.0
-        if discard and hashlib.sha224(t.encode("utf-8")).hexdigest() in discard:
-            return 0.0
-        return 1.0
-
-    # Each distinct body is normalized once (the normalization is a pure function of the body).
-    bodies = _contiguous(rc["body"].take(needed_rows))
-    enc = pc.dictionary_encode(bodies)
-    uniq_texts = [gpt_normalize(minimal_normalize(b).rstrip()) for b in enc.dictionary.to_pylist()]
-    uniq_weights = [weight(t) for t in uniq_texts]
-    titles = [(raw, minimal_normalize(raw).rstrip()) for raw in (sub_title[link] for link in title_rows)]
-    title_texts = [gpt_normalize("title: " + title_n) for _, title_n in titles]
-    no_values = pa.nulls(len(titles), pa.string())
-    texts = pa.concat_arrays(
-        [pa.array(uniq_texts, pa.string()).take(enc.indices), pa.array(title_texts, pa.string())]
-    )
+    needed_titles = [src.titles[k - n_rows] for k in needed[needed >= n_rows]]
+    take = pa.array(needed_rows)
+    row_texts, row_weights = src.texts(needed_rows)
+    no_values = pa.nulls(len(needed_titles), pa.string())
+    texts = pa.concat_arrays([_contiguous(row_texts), pa.array([x[1] for x in needed_titles], pa.string())])
     weights = pa.concat_arrays(
-        [
-            pa.array(uniq_weights, pa.float32()).take(enc.indices),
-            pa.array([weight(t) for t in title_texts], pa.float32()),
-        ]
+        [_contiguous(row_weights).cast(pa.float32()), pa.array([x[2] for x in needed_titles], pa.float32())]
     )
-    raws = pa.concat_arrays([bodies, pa.array(["title: " + raw for raw, _ in titles], pa.string())])
-    authors = pa.concat_arrays([_contiguous(rc["author"].take(needed_rows)), no_values])
-    # The title turn's id is the target's link_id, filled below.
-    turn_id_vals = pa.concat_arrays([_contiguous(t1ids.take(needed_rows)), no_values])
+    raws = pa.concat_arrays(
+        [_contiguous(src.raws.take(take)), pa.array([x[0] for x in needed_titles], pa.string())]
+    )
+    authors = pa.concat_arrays([_contiguous(src.authors.take(take)), no_values])
+    turn_id_vals = pa.concat_arrays([_contiguous(src.t1ids.take(take)), no_values])  # title: link_id, below
     pos = pa.array(rank[flat])
-    target_links = rc["link_id"].take(cand)
     turn_ids = turn_id_vals.take(pos)
-    if has_title.any():
-        # The title turn (the first of its instance) has the target's link_id.
-        is_title = np.zeros(len(flat), dtype=bool)
-        is_title[offsets[:-1][has_title]] = True
-        link_per_turn = target_links.take(pa.array(np.repeat(np.arange(nt), n_turns)))
+    return {
+        "turn_ids": turn_ids,  # the title turns' ids are filled by the caller
+        "offsets": offsets,
+        "turn_authors": pa.ListArray.from_arrays(pa.array(offsets), authors.take(pos)),
+        "turns_raw": pa.ListArray.from_arrays(pa.array(offsets), raws.take(pos)),
+        "turns": pa.ListArray.from_arrays(pa.array(offsets), texts.take(pos)),
+        "turn_weights": pa.ListArray.from_arrays(pa.array(offsets), weights.take(pos)),
+    }
+
+
+def write_instances(writer, cfg, t: Targets, cols: dict, target_links, parent_ids, target_ids, subreddits,
+                    months, scores, created) -> None:  # fmt: skip
+    """One batch of instances in the INSTANCES schema (``cols`` from ``instance_columns``)."""
+    nt = len(t.rows)
+    offsets = cols["offsets"]
+    turn_ids = cols["turn_ids"]
+    if t.has_title.any():  # the title turn (the first of its instance) has the target's link_id
+        is_title = np.zeros(int(offsets[-1]), dtype=bool)
+        is_title[offsets[:-1][t.has_title]] = True
+        n_turns = np.diff(offsets)
+        link_per_turn = _contiguous(target_links).take(pa.array(np.repeat(np.arange(nt), n_turns)))
         turn_ids = pc.if_else(pa.array(is_title), link_per_turn, turn_ids)
-
-    def lists(values: pa.Array) -> pa.ListArray:
-        return pa.ListArray.from_arrays(pa.array(offsets), values.take(pos))
-
-    subreddits = [sub_subreddit.get(link, "") for link in target_links.to_pylist()]
-    target_ids = t1ids.take(cand)
     writer.write_columns(
         {
             "instance_id": target_ids,
             "link_id": target_links,
-            "parent_id": pids.take(cand),
+            "parent_id": parent_ids,
             "target_id": target_ids,
-            "subreddit": pa.array(subreddits, pa.string()),
-            "month": pa.array([month] * nt, pa.string()),
-            "target_score": rc["score"].take(cand),
-            "target_created_utc": rc["created_utc"].take(cand),
+            "subreddit": subreddits,
+            "month": months,
+            "target_score": scores,
+            "target_created_utc": created,
             "turn_ids": pa.ListArray.from_arrays(pa.array(offsets), _contiguous(turn_ids)),
-            "turn_authors": lists(authors),
-            "turns_raw": lists(raws),
-            "turns": lists(texts),
-            "turn_weights": lists(weights),
-            "weights_in_text": pa.array([cfg.weights_in_text] * nt, pa.bool_()),
+            "turn_authors": cols["turn_authors"],
+            "turns_raw": cols["turns_raw"],
+            "turns": cols["turns"],
+            "turn_weights": cols["turn_weights"],
+            "weights_in_text": pa.array(np.full(nt, cfg.weights_in_text), pa.bool_()),
         }
     )
 
 
+def _released_order(links, pids, ids) -> np.ndarray:
+    """Rows sorted by (link_id, parent_id, id): the released candidate order (shards are slices of it)."""
+    table = pa.table({"l": links, "p": pids, "i": ids})
+    keys = [("l", "ascending"), ("p", "ascending"), ("i", "ascending")]
+    return pc.sort_indices(table, sort_keys=keys).to_numpy().astype(np.int64)
+
+
+def _shard(order: np.ndarray, task: dict) -> np.ndarray:
+    """Contiguous slices of the released order: a shard holds whole threads (fewer shared ancestors to
+    normalize twice) and a giant thread still spreads over several shards."""
+    n_shards, shard = task["n_shards"], task["shard"]
+    return order[len(order) * shard // n_shards : len(order) * (shard + 1) // n_shards]
+
+
+def dialogpt_conversations(cfg, task, month, rc, ntok, subs, keys, bl_words, bl_subs, writer, stats, extra):
+    """Pass 2 over the month's kept comments ``rc`` (with their token counts ``ntok``): instances."""
+    from dialogsmith.text.dialogpt import gpt_normalize, minimal_normalize
+
+    drops = stats.dropped
+    sub_title, sub_subreddit = subs.title, subs.subreddit
+    pids = pc.fill_null(rc["parent_id"], "None")  # str(None), as pass 1's TSV writes it
+    t1ids = _contiguous(pc.binary_join_element_wise("t1_", rc["id"], ""))
+    links = _contiguous(rc["link_id"])
+    parent, leaf = _parent_index_array(t1ids, pids)
+    over_long = ntok > cfg.max_len if cfg.max_len else np.zeros(len(ntok), dtype=bool)
+    cand = _shard(_released_order(links, pids, rc["id"]), task)
+    extra["candidates"] += len(cand)
+    links_list = None
+    if keys is not None:
+        links_list = links.to_pylist()
+        ids_list = t1ids.to_pylist()
+        ok = np.fromiter((links_list[i] + "\t" + ids_list[i] in keys.keep for i in cand), bool, len(cand))
+        cand = cand[_drop(drops, "not_in_keys", ~ok)]
+    if cfg.leaves_only:
+        cand = cand[_drop(drops, "not_leaf", ~leaf[cand])]
+    if bl_subs is not None:
+        if links_list is None:
+            links_list = links.to_pylist()
+        subs_c = [sub_subreddit.get(links_list[i], "") for i in cand]
+        missing = np.fromiter((not s for s in subs_c), bool, len(cand))
+        blocked = np.fromiter((bool(s) and s in bl_subs for s in subs_c), bool, len(cand))
+        _count(drops, "missing_submission", int(missing.sum()))
+        cand = cand[~missing & _drop(drops, "blocked_subreddit", blocked)]
+    scores = pc.fill_null(rc["score"], 0).to_numpy(zero_copy_only=False)
+    cand = cand[_drop(drops, "low_score", scores[cand] < cfg.min_score)]
+
+    title_rows: dict[str, int] = {}
+
+    def title_index(top_links: pa.Array) -> np.ndarray:
+        return np.fromiter(
+            (
+                title_rows.setdefault(x, len(title_rows)) if x in sub_title else -1
+                for x in top_links.to_pylist()
+            ),
+            np.int64,
+            len(top_links),
+        )
+
+    t = _walk_and_trim(cfg, cand, parent, over_long, links, title_index, drops, "missing_submission")
+    if len(t.rows) == 0:
+        return
+    discard = keys.discard_hashes if keys else None
+
+    def weight(text: str) -> float:
+        if bl_words is not None and bl_words.contains(text):
+            return 0.0
+        if discard and hashlib.sha224(text.encode("utf-8")).hexdigest() in discard:
+            return 0.0
+        return 1.0
+
+    def texts(needed_rows: np.ndarray) -> tuple[pa.Array, pa.Array]:
+        # Each distinct body is normalized once (the normalization is a pure function of the body).
+        enc = pc.dictionary_encode(_contiguous(rc["body"].take(pa.array(needed_rows))))
+        uniq = [gpt_normalize(minimal_normalize(b).rstrip()) for b in enc.dictionary.to_pylist()]
+        w = pa.array([weight(x) for x in uniq], pa.float32())
+        return pa.array(uniq, pa.string()).take(enc.indices), w.take(enc.indices)
+
+    titles = []
+    for link in title_rows:
+        raw = sub_title[link]
+        text = gpt_normalize("title: " + minimal_normalize(raw).rstrip())
+        titles.append(("title: " + raw, text, weight(text)))
+    source = TurnSource(t1ids, _contiguous(rc["author"]), _contiguous(rc["body"]), texts, titles)
+    cols = instance_columns(cfg, t, rc.num_rows, source)
+    take = pa.array(t.rows)
+    target_links = links.take(take)
+    nt = len(t.rows)
+    subreddits = [sub_subreddit.get(link, "") for link in target_links.to_pylist()]
+    write_instances(
+        writer, cfg, t, cols, target_links, pids.take(take), t1ids.take(take), pa.array(subreddits, pa.string()),
+        pa.array([month] * nt, pa.string()), rc["score"].take(take), rc["created_utc"].take(take),
+    )  # fmt: skip
+
+
+def light_normalize_array(bodies: pa.Array) -> pa.Array:
+    """``light_normalize`` of every string (nulls stay null): bodies with ``&``, ``>`` or ``](`` (entities,
+    quotes, markdown links) one by one in Python, the others (the great majority) with Arrow: Python's
+    ``" ".join(text.split())`` is a trim + a split on whitespace runs + a join (Arrow's whitespace is
+    Python's, tested)."""
+    bodies = _contiguous(bodies)
+    joined = pc.binary_join(pc.utf8_split_whitespace(pc.utf8_trim_whitespace(bodies)), " ")
+    special = pc.or_(
+        pc.or_(pc.match_substring(bodies, "&"), pc.match_substring(bodies, ">")),
+        pc.match_substring(bodies, "]("),
+    )
+    rows = np.flatnonzero(pc.fill_null(special, False).to_numpy(zero_copy_only=False))
+    if not len(rows):
+        return joined
+    fixed = [light_normalize(b) for b in bodies.take(pa.array(rows)).to_pylist()]
+    mask = np.zeros(len(bodies), dtype=bool)
+    mask[rows] = True
+    return pc.replace_with_mask(joined, pa.array(mask), pa.array(fixed, pa.string()))
+
+
+def _lower(values: pa.Array) -> pa.Array:
+    """Python's ``str.lower`` per string: Arrow's ASCII lowering, Python for the others (they differ)."""
+    values = _contiguous(values)
+    out = pc.ascii_lower(values)
+    other = np.flatnonzero(~pc.fill_null(pc.string_is_ascii(values), True).to_numpy(zero_copy_only=False))
+    if not len(other):
+        return out
+    fixed = [v.lower() for v in values.take(pa.array(other)).to_pylist()]
+    mask = np.zeros(len(values), dtype=bool)
+    mask[other] = True
+    return pc.replace_with_mask(out, pa.array(mask), pa.array(fixed, pa.string()))
+
+
 def _build_default(cfg, task, comments, submissions, bl_words, bl_subs, writer, stats, extra):
+    """Default profile: a thread is every comment of a link_id (all months given); light normalization;
+    a parent in another thread counts as missing; parent cycles are dropped."""
     drops = stats.dropped
     stats.rows_in += comments.num_rows
-    n0 = comments.num_rows
-    rc = comments.filter(pc.is_valid(comments["body"]))
-    _count(drops, "missing_body", n0 - rc.num_rows)
-    n = rc.num_rows
-    gone = pc.is_in(rc["body"], pa.array(["[deleted]", "[removed]"]))
-    rc = rc.filter(pc.invert(gone))
-    _count(drops, "deleted", n - rc.num_rows)
-    ids, links, pids, authors, raw_bodies, scores, created, months, subs = (
-        rc[c].to_pylist()
-        for c in (
-            "id",
-            "link_id",
-            "parent_id",
-            "author",
-            "body",
-            "score",
-            "created_utc",
-            "month",
-            "subreddit",
-        )
+    body = comments["body"]
+    ok = _drop(drops, "missing_body", ~pc.is_valid(body).to_numpy(zero_copy_only=False))
+    gone = pc.fill_null(pc.is_in(body, pa.array(["[deleted]", "[removed]"])), False).to_numpy(
+        zero_copy_only=False
     )
-    norm = [light_normalize(b) for b in raw_bodies]
-    keep = [bool(t) for t in norm]
-    _count(drops, "empty", keep.count(False))
-    if not all(keep):
-        sel = [i for i, k in enumerate(keep) if k]
-        ids, links, pids, authors, raw_bodies, scores, created, months, subs, norm = (
-            [col[i] for i in sel]
-            for col in (ids, links, pids, authors, raw_bodies, scores, created, months, subs, norm)
-        )
-    titles: dict[str, tuple[str, str]] = {}
-    if cfg.use_title and submissions is not None:
+    ok &= _drop(drops, "deleted", gone & ok)
+    rc = comments.filter(pa.array(ok)) if not ok.all() else comments
+    norm = light_normalize_array(rc["body"])
+    empty = pc.equal(pc.utf8_length(norm), 0).to_numpy(zero_copy_only=False)
+    if empty.any():
+        keep = _drop(drops, "empty", empty)
+        rc, norm = rc.filter(pa.array(keep)), norm.filter(pa.array(keep))
+    n = rc.num_rows
+    links = _contiguous(rc["link_id"])
+    pids = pc.fill_null(_contiguous(rc["parent_id"]), "")
+    t1ids = _contiguous(pc.binary_join_element_wise("t1_", rc["id"], ""))
+    parent, leaf = _parent_index_array(t1ids, pids)
+    # a parent in another thread is missing (threads are link_ids here)
+    link_code = pc.dictionary_encode(links).indices.to_numpy(zero_copy_only=False)
+    found = parent >= 0
+    cross = np.zeros(n, dtype=bool)
+    cross[found] = link_code[parent[found]] != link_code[found]
+    parent[cross] = _PARENT_MISSING
+    parent[pc.fill_null(pc.equal(pids, ""), False).to_numpy(zero_copy_only=False)] = _PARENT_MISSING
+    over_long = (
+        whitespace_token_counts(norm).to_numpy(zero_copy_only=False) > cfg.max_len
+        if cfg.max_len
+        else np.zeros(n, dtype=bool)
+    )
+    cand = _shard(_released_order(links, pids, rc["id"]), task)
+    extra["candidates"] += len(cand)
+    if cfg.leaves_only:
+        cand = cand[_drop(drops, "not_leaf", ~leaf[cand])]
+    subreddit = _lower(pc.fill_null(rc["subreddit"], ""))
+    if bl_subs is not None:
+        blocked = pc.is_in(subreddit.take(pa.array(cand)), pa.array(sorted(bl_subs), pa.string()))
+        cand = cand[
+            _drop(drops, "blocked_subreddit", pc.fill_null(blocked, False).to_numpy(zero_copy_only=False))
+        ]
+    if cfg.min_score is not None:
+        scores = pc.fill_null(rc["score"], 0).to_numpy(zero_copy_only=False)
+        cand = cand[_drop(drops, "low_score", scores[cand] < cfg.min_score)]
+
+    titles: list[tuple[str, str, float]] = []
+    title_row: dict[str, int] = {}
+    if cfg.use_title and submissions is not None and submissions.num_rows:
         subs_t = submissions.sort_by([("month", "ascending"), ("source", "ascending"), ("line", "ascending")])
-        for sid, title in zip(subs_t["id"].to_pylist(), subs_t["title"].to_pylist(), strict=True):
-            if sid is not None and title:
-                t = light_normalize(title)
-                if t:
-                    titles["t3_" + sid] = (title, t)
-    order = sorted(range(len(ids)), key=lambda i: (links[i], pids[i] or "", ids[i]))
-    parent = parent_indices(ids, pids, links)
-    over_long = [len(t.split()) > cfg.max_len for t in norm] if cfg.max_len else None
-    leaves = leaf_flags(ids, pids) if cfg.leaves_only else None
-    texts = _Texts(lambda s: s, None, None)
-    title_keys: dict[str, int] = {}
-    n_shards, shard = task["n_shards"], task["shard"]
-    for pos, i in enumerate(order):
-        if pos % n_shards != shard:
-            continue
-        extra["candidates"] += 1
-        if leaves is not None and not leaves[i]:
-            _count(drops, "not_leaf")
-            continue
-        subreddit = (subs[i] or "").lower()
-        if bl_subs is not None and subreddit in bl_subs:
-            _count(drops, "blocked_subreddit")
-            continue
-        score = scores[i]
-        if cfg.min_score is not None and (score or 0) < cfg.min_score:
-            _count(drops, "low_score")
-            continue
-        path, cycle = walk_up(i, parent, over_long, cfg.max_depth, cfg.use_title, detect_cycles=True)
-        if cycle:
-            _count(drops, "parent_cycle")
-            continue
-        title = None
-        if path and path[0] == TITLE:
-            title = titles.get(links[i])
-            if title is None:
-                path = path[1:]  # no readable submission: no title turn
-            elif links[i] not in title_keys:
-                title_keys[links[i]] = -2 - len(title_keys)
-        if len(path) < cfg.min_depth:
-            _count(drops, "target_too_long" if over_long is not None and over_long[i] else "too_shallow")
-            continue
-        title_key = title_keys[links[i]] if title else None
-        _emit(
-            writer,
-            cfg,
-            path,
-            i,
-            ids,
-            links,
-            pids,
-            authors,
-            raw_bodies,
-            norm,
-            texts,
-            title_key,
-            title,
-            subreddit,
-            months[i],
-            score,
-            created[i],
-        )
+        subs_t = subs_t.filter(pc.and_(pc.is_valid(subs_t["id"]), pc.is_valid(subs_t["title"])))
+        normalized = light_normalize_array(subs_t["title"]).to_pylist()
+        for sid, raw, text in zip(
+            subs_t["id"].to_pylist(), subs_t["title"].to_pylist(), normalized, strict=True
+        ):
+            if raw and text:  # a later duplicate of an id wins, as a dict would
+                key = "t3_" + sid
+                if key not in title_row:
+                    title_row[key] = len(titles)
+                    titles.append(None)
+                titles[title_row[key]] = ("title: " + raw, "title: " + text, 1.0)
+
+    def title_index(top_links: pa.Array) -> np.ndarray:
+        return np.fromiter((title_row.get(x, -1) for x in top_links.to_pylist()), np.int64, len(top_links))
+
+    t = _walk_and_trim(cfg, cand, parent, over_long, links, title_index, drops, None)
+    if len(t.rows) == 0:
+        return
+
+    def texts(needed_rows: np.ndarray) -> tuple[pa.Array, pa.Array]:
+        return norm.take(pa.array(needed_rows)), pa.array(np.ones(len(needed_rows), np.float32))
+
+    source = TurnSource(t1ids, _contiguous(rc["author"]), _contiguous(rc["body"]), texts, titles)
+    cols = instance_columns(cfg, t, n, source)
+    take = pa.array(t.rows)
+    write_instances(
+        writer, cfg, t, cols, links.take(take), _contiguous(rc["parent_id"]).take(take), t1ids.take(take),
+        subreddit.take(take), _contiguous(rc["month"]).take(take), _contiguous(rc["score"]).take(take),
+        _contiguous(rc["created_utc"]).take(take),
+    )  # fmt: skip
 
 
 # --- the Spark job -------------------------------------------------------------------------------------
@@ -1006,15 +1045,16 @@ def run(args: argparse.Namespace, input: str | None = None) -> StageStats:
         out_dir = fsutil.join(tmp, "instances")
         fsutil.makedirs(out_dir)
         tasks = plan_tasks(input_dir, out_dir, cfg)
-        results = []
-        if tasks:
-            results = spark.sparkContext.parallelize(tasks, len(tasks)).map(build_task).collect()
         files = 0
-        for r in results:
-            stats.add(StageStats.from_dict(r["stats"]))
-            for k, v in r["extra"].items():
-                extra_sum[k] += v
-            files += r["file"] is not None
+        if cfg.profile == "dialogpt":  # month by month, parents looked up in the whole month
+            files = _run_dialogpt(spark.sparkContext, input_dir, tmp, out_dir, cfg, tasks, stats, extra_sum)
+        elif tasks:
+            results = spark.sparkContext.parallelize(tasks, len(tasks)).map(build_task).collect()
+            for r in results:
+                stats.add(StageStats.from_dict(r["stats"]))
+                for k, v in r["extra"].items():
+                    extra_sum[k] += v
+                files += r["file"] is not None
         if files == 0:  # keep the schema discoverable for readers of an empty output
             _Writer(
                 out_dir, "part-empty.parquet", with_metadata(INSTANCES, "instances", INSTANCES_VERSION)
@@ -1032,6 +1072,40 @@ def run(args: argparse.Namespace, input: str | None = None) -> StageStats:
         stats.write(fsutil.join(tmp, "stats.json"))
     print(summary(stats), file=sys.stderr)
     return stats
+
+
+def _run_dialogpt(sc, input_dir, tmp, out_dir, cfg, tasks, stats, extra_sum) -> int:
+    """The dialogpt profile over the extract output's buckets (dialogpt_buckets); returns files written."""
+    from dialogsmith import dialogpt_buckets
+
+    buckets = sorted({t["bucket"] for t in tasks})
+    jobs = [
+        {
+            "bucket": b,
+            "comments": [("parquet", f, "comments") for f in _bucket_files(input_dir, "comments", b)],
+            "submissions": [
+                ("parquet", f, "submissions") for f in _bucket_files(input_dir, "submissions", b)
+            ],
+            "out": out_dir,
+        }
+        for b in buckets
+    ]
+    n_shards = {t["bucket"]: t["n_shards"] for t in tasks}
+    work = fsutil.join(tmp, "_work")
+    res = dialogpt_buckets.run_buckets(sc, jobs, cfg, work, None, n_shards)
+    files = len(res.files)
+    if res.pending_instances.num_rows:  # walks that crossed buckets, completed by the driver
+        w = _Writer(
+            out_dir, "part-crossing.parquet", with_metadata(INSTANCES, "instances", INSTANCES_VERSION)
+        )
+        w.write_columns({f.name: res.pending_instances[f.name] for f in INSTANCES})
+        w.close()
+        files += 1
+    fsutil.remove(work)
+    stats.add(res.instances)
+    stats.rows_in = res.comments
+    extra_sum.update({k: extra_sum.get(k, 0) + v for k, v in res.extra.items()})
+    return files
 
 
 def summary(stats: StageStats) -> str:

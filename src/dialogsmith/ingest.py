@@ -489,7 +489,9 @@ class _Stager:
 def phase1_task(item: dict, conf: dict) -> dict:
     """Decode one file (slice), stage its rows by bucket, write its quarantine rows. Returns stats."""
     t0, c0 = time.perf_counter(), time.process_time()
-    parser = dumps.BlockParser(item["source"], item["kind"], item["month"])
+    # a projection (dialogpt-tsv reads 7 comment fields): the required fields are always typed
+    columns = (conf.get("columns") or {}).get(item["kind"])
+    parser = dumps.BlockParser(item["source"], item["kind"], item["month"], columns=columns)
     reader = dumps.DumpReader(item["file"], conf["block_size"], item.get("byte_range"))
     s = item["slice"]
     stagers: dict[str, _Stager] = {}
@@ -507,9 +509,7 @@ def phase1_task(item: dict, conf: dict) -> dict:
                 kind = parser.kind
                 if kind not in stagers:
                     stagers[kind] = _Stager(
-                        _staging_path(conf["staging"], kind, item),
-                        dumps.OUTPUT_SCHEMA[kind],
-                        conf["n_buckets"],
+                        _staging_path(conf["staging"], kind, item), parser.output_schema, conf["n_buckets"]
                     )
                 stagers[kind].add(table)
     error = None
@@ -540,6 +540,36 @@ def phase1_task(item: dict, conf: dict) -> dict:
         "cpu_seconds": time.process_time() - c0,
         "parser": "native" if parser.native else "arrow",
     }
+
+
+def fold_files(p1: list[dict]) -> tuple[dict[str, dict], Counter]:
+    """Phase-1 results per input file (slices summed): lines, parsed, quarantined per reason, error;
+    and the quarantined lines per reason over all files."""
+    per_file: dict[str, dict] = {}
+    quarantined: Counter = Counter()
+    for r in p1:
+        f = per_file.setdefault(
+            r["source"], {"lines": 0, "parsed": 0, "quarantined": Counter(), "error": None, "kind": r["kind"]}
+        )
+        f["lines"] += r["lines"]
+        f["parsed"] += r["parsed"]
+        f["quarantined"].update(r["quarantined"])
+        f["error"] = f["error"] or r["error"]
+        f["kind"] = f["kind"] or r["kind"]
+        quarantined.update(r["quarantined"])
+    for f in per_file.values():
+        f["quarantined"] = dict(sorted(f["quarantined"].items()))
+    return dict(sorted(per_file.items())), quarantined
+
+
+def staged_sources(p1: list[dict]) -> dict[tuple[str, int], list[tuple[str, list[int]]]]:
+    """(kind, bucket) -> the staging files and batch numbers holding its rows, in file order."""
+    sources: dict[tuple[str, int], list] = {}
+    for r in sorted(p1, key=lambda r: (r["file"], r["slice"])):
+        for kind, st in r["staged"].items():
+            for b, ids in st["batches"].items():
+                sources.setdefault((kind, int(b)), []).append((st["path"], ids))
+    return sources
 
 
 def _phase1_partition(items):
@@ -731,11 +761,7 @@ def run(args: argparse.Namespace, input: list[str] | None = None, spark=None) ->
         phases["decode_parse"] = round(time.perf_counter() - t, 3)
 
         t = time.perf_counter()
-        sources: dict[tuple[str, int], list] = {}
-        for r in sorted(p1, key=lambda r: (r["file"], r["slice"])):
-            for kind, st in r["staged"].items():
-                for b, ids in st["batches"].items():
-                    sources.setdefault((kind, int(b)), []).append((st["path"], ids))
+        sources = staged_sources(p1)
         tasks = [
             {"kind": kind, "bucket": b, "sources": sources.get((kind, b), []), "conf": conf}
             for kind in dumps.KINDS
@@ -754,21 +780,7 @@ def run(args: argparse.Namespace, input: list[str] | None = None, spark=None) ->
                 "quarantine",
                 schemas.QUARANTINE_VERSION,
             )
-        per_file: dict[str, dict] = {}
-        quarantined: Counter = Counter()
-        for r in p1:
-            f = per_file.setdefault(
-                r["source"],
-                {"lines": 0, "parsed": 0, "quarantined": Counter(), "error": None, "kind": r["kind"]},
-            )
-            f["lines"] += r["lines"]
-            f["parsed"] += r["parsed"]
-            f["quarantined"].update(r["quarantined"])
-            f["error"] = f["error"] or r["error"]
-            f["kind"] = f["kind"] or r["kind"]
-            quarantined.update(r["quarantined"])
-        for f in per_file.values():
-            f["quarantined"] = dict(sorted(f["quarantined"].items()))
+        per_file, quarantined = fold_files(p1)
         written = {kind: sum(r["rows_out"] for r in p2 if r["kind"] == kind) for kind in dumps.KINDS}
         dups = {
             kind: sum(r["rows_in"] - r["rows_out"] for r in p2 if r["kind"] == kind) for kind in dumps.KINDS
@@ -789,7 +801,7 @@ def run(args: argparse.Namespace, input: list[str] | None = None, spark=None) ->
             "slices": {it["source"]: it["slices"] for it in items},
             "max_decoders": max_decoders,
             "parallelism": parallelism,
-            "files": dict(sorted(per_file.items())),
+            "files": per_file,
             "skipped_inputs": {scan.sources.get(f) or f: r for f, r in sorted(scan.skipped.items())},
             "phase_seconds": phases,
             "task_seconds": {

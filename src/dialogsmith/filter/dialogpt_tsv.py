@@ -1,27 +1,30 @@
 """Drop-in for the released DialoGPT extractor: dumps → ``OUT/<month>.tsv`` in its output format.
 
-Runs ingest + conversations (dialogpt profile) + filter (dialogpt profile) in one Spark session and
-accepts the released script's flag names, with the released Makefile's values as defaults:
+Accepts the released script's flag names, with the released Makefile's values as defaults:
 ``--min_score 1 --min_depth 2 --max_depth 5 --use_title 0 --leaves_only 1 --max_len 30``, plus
 ``--bl_words FILE --bl_subreddits FILE --keys DIR`` (``DIR/<month>.gz`` and ``DIR/<month>-o.gz``).
 
 Each ``<month>.tsv`` holds the lines ``link_id,parent_id,comment_id<TAB>src<TAB>tgt`` the released
 extractor writes for that month (line order differs: compare sorted, as the spec says). Stage stats
-and the funnel go to ``OUT/stats/``.
+and the funnel go to ``OUT/stats/``, quarantined dump lines to ``OUT/quarantine/``.
 
-Two ways to run, same output (tests compare them):
-- ``fused`` (default when every month fits, see ``--fused-max-gb``): one Spark task per month does
-  extract, pass 1, pass 2 and the filter in memory (``dialogsmith.filter.dialogpt_month``); quarantined
-  lines go to ``OUT/quarantine/``.
-- ``staged``: the three stages with Parquet in between (ingest -> instances -> filter), memory bounded by
-  buckets whatever the month size; ``--keep-work`` keeps those tables in ``OUT/work/``.
+One path, in one Spark session, memory bounded by a bucket whatever the month size: the extract stage's
+first phase (byte-range slices of every dump, parsed by the C line parser, only the 7 comment and 4
+submission fields the profile reads) stages the rows by link_id bucket; then ``dialogpt_buckets`` runs
+pass 1, the cross-bucket parent lookup and pass 2 + the filter's dialogpt rules per bucket, writing TSV
+parts that are concatenated per month. No intermediate table is written (``--keep-work`` keeps the
+staging and pass-1 tables in ``OUT/_work/``).
 """
 
 from __future__ import annotations
 
 import argparse
-import re
+import math
+import os
 import sys
+import time
+from collections import Counter
+from dataclasses import asdict
 
 from dialogsmith import fsutil, outputs
 from dialogsmith.stats import StageStats, Timer, finish
@@ -35,7 +38,6 @@ RELEASED_FLAGS = {  # name: (type, released Makefile value)
     "leaves_only": (int, 1),
     "max_len": (int, 30),
 }
-_MONTH = re.compile(r"^R[CS]_(\d{4}-\d{2})")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,21 +58,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--keys", help="dir of DialoGPT key files <month>.gz and <month>-o.gz (exact release reproduction)"
     )
     p.add_argument(
-        "--keep-work", action="store_true", help="keep the intermediate Parquet tables in OUT/work/"
+        "--keep-work",
+        action="store_true",
+        help="keep the staging and pass-1 tables in OUT/_work/ (debugging)",
     )
     p.add_argument(
-        "--mode",
-        choices=("auto", "fused", "staged"),
-        default="auto",
-        help="fused: one task per month, in memory; staged: ingest -> instances -> filter with Parquet "
-        "in between; auto (default): fused unless a month's comments exceed --fused-max-gb or --keep-work",
+        "--buckets",
+        type=int,
+        help="link_id buckets (default: ~512 MiB of decoded dumps each, a multiple of cores)",
     )
-    p.add_argument(
-        "--fused-max-gb",
-        type=float,
-        default=2.0,
-        help="auto mode: largest month (decoded comment JSON, estimated) run fused (default %(default)s)",
-    )
+    p.add_argument("--mode", default="auto", help=argparse.SUPPRESS)  # before 0.2: fused|staged; one path now
+    p.add_argument("--fused-max-gb", type=float, default=2.0, help=argparse.SUPPRESS)  # idem
     p.add_argument("--quiet", action="store_true", help="do not print the funnel table")
     return p
 
@@ -88,60 +86,42 @@ def dump_months(dumps_dir: str) -> list[str]:
     return sorted(months)
 
 
-def choose_mode(args) -> tuple[str, str]:
-    """(mode, why)."""
-    from dialogsmith import dumps, ingest
+def build_config(args):
+    """The instances and filter configuration of the released flags (dialogpt profile)."""
+    from dialogsmith import conversations
+    from dialogsmith.filter import job
+    from dialogsmith.filter.profiles import make_profile
 
-    if args.mode == "fused" and args.keep_work:
-        raise ValueError("--keep-work keeps the staged path's tables: use it with --mode staged or auto")
-    if args.mode != "auto":
-        return args.mode, "--mode"
-    if args.keep_work:
-        return "staged", "--keep-work"
-    per_month: dict[str, int] = {}
-    for path in fsutil.list_files(args.dumps):
-        kind, month = dumps.parse_dump_name(path.rsplit("/", 1)[-1])
-        if kind == dumps.COMMENTS and month:
-            per_month[month] = per_month.get(month, 0) + ingest.estimated_bytes(path)
-    if per_month:
-        month, size = max(per_month.items(), key=lambda kv: kv[1])
-        if size > args.fused_max_gb * 1e9:
-            return (
-                "staged",
-                f"{month} has ~{size / 1e9:.1f} GB of comments (> --fused-max-gb {args.fused_max_gb:g})",
-            )
-    return "fused", f"every month <= --fused-max-gb {args.fused_max_gb:g}"
-
-
-def _conv_argv(args, input_dir: str, output_dir: str) -> list[str]:
-    argv = ["--input", input_dir, "--output", output_dir, "--profile", "dialogpt"]
+    argv = ["--input", "-", "--output", "-", "--profile", "dialogpt"]
     for name in RELEASED_FLAGS:
         argv += [f"--{name}", str(getattr(args, name))]
     for name in ("bl_words", "bl_subreddits", "keys"):
         if getattr(args, name):
             argv += [f"--{name}", getattr(args, name)]
-    return argv
-
-
-def _filter_argv(args, input_dir: str, output_dir: str) -> list[str]:
-    argv = [
-        "--input",
-        input_dir,
-        "--output",
-        output_dir,
-        "--profile",
-        "dialogpt",
-        "--export-tsv",
-        "--no-parquet",
-    ]
+    cfg = conversations.config_from_args(conversations.build_parser().parse_args(argv))
+    fargv = ["--input", "-", "--output", "-", "--profile", "dialogpt"]
     if args.bl_words:
-        argv += ["--bl_words", args.bl_words]
-    if args.quiet:
-        argv.append("--quiet")
-    return argv
+        fargv += ["--bl_words", args.bl_words]
+    profile = make_profile("dialogpt", job.params_from_args(job.build_parser().parse_args(fargv)))
+    return cfg, profile
+
+
+def n_buckets_for(total_decoded: int, parallelism: int, requested: int | None) -> int:
+    """~512 MiB of decoded dumps per bucket, at least 2 per core and a multiple of the cores (pass 2 is
+    the heavy part: equal rounds keep every core busy)."""
+    from dialogsmith import ingest
+
+    if requested:
+        return requested
+    n = max(ingest.default_buckets(total_decoded), 2 * parallelism)
+    return int(math.ceil(n / parallelism) * parallelism)
 
 
 def run(args, input=None) -> StageStats:
+    import pyarrow.compute as pc
+
+    from dialogsmith import conversations, dialogpt_buckets, dumps, ingest
+    from dialogsmith.filter import job
     from dialogsmith.spark import get_spark
 
     timer = Timer()
@@ -149,127 +129,146 @@ def run(args, input=None) -> StageStats:
     for path in (args.bl_words, args.bl_subreddits, args.keys):
         if path and not fsutil.exists(path):
             raise FileNotFoundError(f"not found: {path}")
+    if args.mode not in ("auto", "fused", "staged"):
+        raise ValueError(f"--mode {args.mode}: not a mode (auto|fused|staged; all run the one path now)")
+    if args.buckets is not None and args.buckets < 1:
+        raise ValueError(f"--buckets must be >= 1, got {args.buckets}")
     inputs = [args.dumps, args.bl_words, args.bl_subreddits, args.keys]
     force = bool(getattr(args, "force", False))
     outputs.check_target(args.output, STAGE, inputs, force)
-    mode, why = choose_mode(args)
-    print(f"dialogpt-tsv: {mode} mode ({why})", file=sys.stderr)
-    spark = get_spark("dialogsmith-dialogpt-tsv")  # one session; the stages below reuse it
+    cfg, profile = build_config(args)
+    cfg.validate()
+    scan = ingest.scan_inputs(args.dumps)
+    spark = get_spark("dialogsmith-dialogpt-tsv")
+    sc = spark.sparkContext
+    parallelism = max(1, sc.defaultParallelism)
+    seconds = {"spark_start": timer.seconds}
     with outputs.stage_output(args.output, STAGE, inputs, force) as out:
-        if mode == "fused":
-            stats = _run_fused(args, months, out, spark)
+        work = fsutil.join(out, "_work")
+        # -- phase 1: slices of every dump -> rows staged by link_id bucket (projected fields)
+        t = time.perf_counter()
+        total_est = sum(ingest.estimated_bytes(f) for f in scan.files)
+        n_buckets = n_buckets_for(total_est, parallelism, args.buckets)
+        items = ingest.plan(scan.files, None, None, parallelism, scan.sources)
+        conf = {
+            "out": out,
+            "staging": fsutil.join(work, "staging"),
+            "n_buckets": n_buckets,
+            "max_decoders": os.cpu_count() or 1,
+            "block_size": dumps.DEFAULT_BLOCK_SIZE,
+            "columns": {
+                dumps.COMMENTS: dialogpt_buckets.COMMENT_COLUMNS,
+                dumps.SUBMISSIONS: dialogpt_buckets.SUBMISSION_COLUMNS,
+            },
+        }
+        work_items = [{**it, "conf": conf} for it in items]
+        p1 = (
+            sc.parallelize(work_items, max(1, len(work_items)))
+            .mapPartitions(ingest._phase1_partition)
+            .collect()
+        )
+        seconds["extract"] = round(time.perf_counter() - t, 3)
+        sources = ingest.staged_sources(p1)
+        # -- passes over the buckets: pass 1, cross-bucket parents, pass 2 + the dialogpt filter rules
+        t = time.perf_counter()
+        tsv_parts = fsutil.join(work, "tsv")
+        tasks = [
+            {
+                "bucket": f"bucket={b}",
+                "comments": [("ipc", path, ids) for path, ids in sources.get((dumps.COMMENTS, b), [])],
+                "submissions": [("ipc", path, ids) for path, ids in sources.get((dumps.SUBMISSIONS, b), [])],
+                "tsv": tsv_parts,
+            }
+            for b in range(n_buckets)
+        ]
+        res = dialogpt_buckets.run_buckets(sc, tasks, cfg, work, profile)
+        extra_lines, lines_per_month = {}, {m: res.months.get(m, 0) for m in months}
+        pending = res.pending_instances
+        for month in sorted(set(pending["month"].to_pylist())):  # walks that crossed buckets (the driver's)
+            part = pending.filter(pc.fill_null(pc.equal(pending["month"], month), False))
+            extra_lines[month] = dialogpt_buckets.filter_lines(part, profile, res.filter)
+            lines_per_month[month] = lines_per_month.get(month, 0) + extra_lines[month].count(b"\n")
+        seconds["buckets"] = round(time.perf_counter() - t, 3)
+        # -- one file per month (the released extractor writes one for every month, even an empty one)
+        t = time.perf_counter()
+        for m in months:
+            parts = fsutil.list_files(fsutil.join(tsv_parts, m), ".tsv")
+            concat_files(parts, fsutil.join(out, f"{m}.tsv"), extra_lines.get(m, b""))
+        seconds["concat"] = round(time.perf_counter() - t, 3)
+
+        # -- stats: the three stages' own, as the separate stages would write them
+        per_file, quarantined = ingest.fold_files(p1)
+        ex = StageStats(stage="extract")
+        ex.rows_in = sum(f["lines"] for f in per_file.values())
+        ex.rows_out = res.comments + res.submissions
+        ex.merged = {ingest.DUPLICATE_ID: sum(res.merged.values())}
+        ex.quarantined = dict(sorted(quarantined.items()))
+        ex.seconds = seconds["extract"]
+        ex.extra = {
+            "comments": res.comments,
+            "submissions": res.submissions,
+            "duplicates": res.merged,
+            "n_buckets": n_buckets,
+            "work_items": len(items),
+            "files": per_file,
+            "skipped_inputs": {scan.sources.get(f) or f: r for f, r in sorted(scan.skipped.items())},
+            "parser": dict(sorted(Counter(r["parser"] for r in p1).items())),
+        }
+        ins = res.instances
+        ins.seconds = seconds["buckets"]
+        ins.extra = {
+            **res.extra,
+            "config": asdict(cfg),
+            "extract_reasons": list(conversations.EXTRACT_REASONS),
+            "target_reasons": list(conversations.TARGET_REASONS),
+        }
+        flt = res.filter
+        flt.dropped = {k: v for k, v in flt.dropped.items() if v}
+        flt.extra = {"profile": profile.name, "rules": profile.enabled(), "months": lines_per_month}
+        for st in (ex, ins, flt):
+            st.check()
+            st.write(fsutil.join(out, "stats", f"{st.stage}.json"))
+        funnel = job.funnel_report(profile, flt)
+        fsutil.write_json(fsutil.join(out, "stats", "funnel.json"), funnel)
+        if not args.quiet:
+            print(job.format_funnel(funnel), file=sys.stderr)
+        if args.keep_work:
+            fsutil.remove(fsutil.join(work, "tsv"))
         else:
-            stats = _run_staged(args, months, out)
-        stats.extra["dialogpt_tsv"] = {
+            fsutil.remove(work)
+        seconds["total"] = timer.seconds
+        flt.extra["dialogpt_tsv"] = {
             "months": months,
-            "mode": mode,
-            "seconds": timer.seconds,
+            "mode": "buckets",
+            "seconds": seconds,
             "flags": {k: getattr(args, k) for k in RELEASED_FLAGS},
         }
+        flt.write(fsutil.join(out, "stats", "filter.json"))
     print(
-        f"dialogpt-tsv: {stats.rows_out:,} lines in {len(months)} month file(s) under {args.output} "
+        f"dialogpt-tsv: {flt.rows_out:,} lines in {len(months)} month file(s) under {args.output} "
         f"({timer.seconds:.1f} s)",
         file=sys.stderr,
     )
-    return stats
-
-
-def _run_fused(args, months: list[str], out: str, spark) -> StageStats:
-    from dialogsmith import conversations
-    from dialogsmith.filter import dialogpt_month, job
-    from dialogsmith.filter.profiles import make_profile
-
-    cfg = conversations.config_from_args(conversations.build_parser().parse_args(_conv_argv(args, "-", "-")))
-    cfg.validate()
-    fargs = job.build_parser().parse_args(_filter_argv(args, "-", "-"))
-    profile = make_profile("dialogpt", job.params_from_args(fargs))
-    tasks = dialogpt_month.month_tasks(args.dumps, out, cfg)
-    results = (
-        spark.sparkContext.parallelize(tasks, len(tasks))
-        .map(lambda t: dialogpt_month.month_task(t, profile))
-        .collect()
-    )
-    ex, ins, flt = (StageStats(stage=s) for s in ("extract", "instances", "filter"))
-    extra = {"candidates": 0, "submissions_read": 0, "submissions_kept": 0}
-    files, lines_per_month, seconds, rss = {}, {}, {"extract": 0.0, "instances": 0.0, "filter": 0.0}, {}
-    for r in results:
-        ex.add(StageStats.from_dict(r["extract"]))
-        ins.add(StageStats.from_dict(r["instances"]))
-        flt.add(StageStats.from_dict(r["filter"]))
-        for k, v in r["instance_extra"].items():
-            extra[k] += v
-        files.update(r["files"])
-        lines_per_month[r["month"]] = r["filter"]["rows_out"]
-        for k, v in r["seconds"].items():
-            seconds[k] += v
-        rss[r["month"]] = round(r["worker_peak_rss_mb"])
-    ex.extra = {
-        "mode": "fused",
-        "comments": sum(r["comments"] for r in results),
-        "submissions": sum(r["submissions"] for r in results),
-        "files": dict(sorted(files.items())),
-        "worker_peak_rss_mb": rss,  # peak RSS of the Python worker after each month task
-        "skipped_inputs": _skipped(args.dumps),
-    }
-    ins.extra = {
-        **extra,
-        "config": conversations.asdict(cfg),
-        "extract_reasons": list(conversations.EXTRACT_REASONS),
-        "target_reasons": list(conversations.TARGET_REASONS),
-    }
-    flt.dropped = {k: v for k, v in flt.dropped.items() if v}
-    flt.extra = {"profile": profile.name, "rules": profile.enabled(), "months": lines_per_month}
-    for st in (ex, ins, flt):
-        st.seconds = round(seconds[st.stage], 3)  # summed over the month tasks
-        st.check()
-        st.write(fsutil.join(out, "stats", f"{st.stage}.json"))
-    funnel = job.funnel_report(profile, flt)
-    fsutil.write_json(fsutil.join(out, "stats", "funnel.json"), funnel)
-    for m in months:  # the released extractor writes a file for every month, even an empty one
-        if not fsutil.exists(fsutil.join(out, f"{m}.tsv")):
-            fsutil.write_bytes(fsutil.join(out, f"{m}.tsv"), b"")
-    if not args.quiet:
-        print(job.format_funnel(funnel), file=sys.stderr)
     return flt
 
 
-def _skipped(dumps_dir: str) -> dict[str, str]:
-    from dialogsmith.ingest import scan_inputs
-
-    scan = scan_inputs(dumps_dir)
-    return {scan.sources.get(f) or f: r for f, r in sorted(scan.skipped.items())}
-
-
-def _run_staged(args, months: list[str], out: str) -> StageStats:
-    from dialogsmith import conversations, ingest
-    from dialogsmith.filter import job
-
-    work = fsutil.join(out, "work")
-    extract_dir, conv_dir, filter_dir = (fsutil.join(work, d) for d in ("extract", "instances", "filter"))
-    ingest.run(ingest.build_parser().parse_args(["--input", args.dumps, "--output", extract_dir]))
-    conversations.run(conversations.build_parser().parse_args(_conv_argv(args, extract_dir, conv_dir)))
-    stats = job.run(job.build_parser().parse_args(_filter_argv(args, conv_dir, filter_dir)))
-    fs, _ = fsutil.resolve(out)
-    for m in months:
-        src = fsutil.join(filter_dir, "tsv", f"{m}.tsv")
-        dst = fsutil.join(out, f"{m}.tsv")
-        if fsutil.exists(src):
-            fs.move(fsutil.resolve(src)[1], fsutil.resolve(dst)[1])
-        else:  # the released extractor writes a file for every month, even an empty one
-            fsutil.write_bytes(dst, b"")
-    for stage, path in (("extract", extract_dir), ("instances", conv_dir), ("filter", filter_dir)):
-        if fsutil.exists(fsutil.join(path, "stats.json")):
-            fsutil.write_bytes(
-                fsutil.join(out, "stats", f"{stage}.json"),
-                fsutil.read_bytes(fsutil.join(path, "stats.json")),
-            )
-    fsutil.write_bytes(
-        fsutil.join(out, "stats", "funnel.json"),
-        fsutil.read_bytes(fsutil.join(filter_dir, "funnel.json")),
-    )
-    if not args.keep_work:
-        fsutil.remove(work)
-    return stats
+def concat_files(parts: list[str], dest: str, tail: bytes = b"") -> None:
+    """Concatenate files into ``dest``, then ``tail``. Local files are copied by the kernel
+    (copy_file_range), without passing through Python."""
+    fs, path = fsutil.resolve(dest)
+    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+    if "://" in dest:
+        with fs.open_output_stream(path) as out:
+            for part in parts:
+                out.write(fsutil.read_bytes(part))
+            out.write(tail)
+        return
+    with open(path, "wb", buffering=0) as out:
+        for part in parts:
+            with open(fsutil.resolve(part)[1], "rb", buffering=0) as src:
+                while os.copy_file_range(src.fileno(), out.fileno(), 1 << 30):
+                    pass
+        out.write(tail)
 
 
 def main(argv: list[str] | None = None) -> int:
