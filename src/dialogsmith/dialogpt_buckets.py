@@ -61,7 +61,7 @@ SUBMISSION_COLUMNS = ("id", "title", "num_comments", "permalink")
 _DERIVED = ("month", "source", "line")  # added by the dump parser
 _PASS2_COLUMNS = ["id", "link_id", "parent_id", "author", "body", "score", "created_utc"]
 _PARENT_CROSS = -3  # the parent is a kept comment of another bucket (X)
-_IPC = ipc.IpcWriteOptions(compression="lz4")
+_IPC = ipc.IpcWriteOptions()  # uncompressed: written once, read once, from the page cache
 
 
 # --- reading a bucket ------------------------------------------------------------------------------
@@ -118,50 +118,49 @@ def _pass1_path(work: str, bucket: str, month: str, what: str) -> str:
 # --- pass 1 ------------------------------------------------------------------------------------------
 
 
+def _rows_of(table: pa.Table, column: str, value: str, keep: np.ndarray | None) -> np.ndarray:
+    """Row numbers where ``column == value`` (and ``keep``)."""
+    hit = pc.fill_null(pc.equal(table[column], value), False).to_numpy(zero_copy_only=False)
+    return np.flatnonzero(hit if keep is None else hit & keep)
+
+
 def pass1_task(task: dict) -> dict:
     """One bucket: dedup, pass 1 per month; the kept comments (+ token counts) and the month's readable
-    submissions go to the work dir. Returns stats and, per month, the parents not found here (U)."""
+    submissions go to the work dir. Returns stats and, per month, the parents not found here (U).
+
+    Masks are combined first and the kept rows copied once (a filter per rule copied every body)."""
     cfg = BuildConfig(**task["config"])
-    sub_cols = [*SUBMISSION_COLUMNS, "link_id", *_DERIVED]
-    com_cols = [*COMMENT_COLUMNS, *_DERIVED]
-    subs_all = load_rows(task["submissions"], sub_cols)
-    rc_all = load_rows(task["comments"], com_cols)
-    merged = Counter()
-    if subs_all is not None:
-        later = later_duplicates(subs_all["id"], subs_all["source"], subs_all["line"].to_numpy())
-        merged["submissions"] = int(later.sum())
-        subs_all = subs_all.filter(pa.array(~later)) if later.any() else subs_all
+    subs_all = load_rows(task["submissions"], [*SUBMISSION_COLUMNS, "link_id", *_DERIVED])
+    rc_all = load_rows(task["comments"], [*COMMENT_COLUMNS, *_DERIVED])
     if rc_all is None:
-        rc_all = _empty(com_cols)
-    later = later_duplicates(rc_all["id"], rc_all["source"], rc_all["line"].to_numpy())
-    merged["comments"] = int(later.sum())
-    rc_all = rc_all.filter(pa.array(~later)) if later.any() else rc_all
+        rc_all = _empty([*COMMENT_COLUMNS, *_DERIVED])
+    if subs_all is None:
+        subs_all = _empty_subs()
+    merged = Counter()
+    sub_first = ~later_duplicates(subs_all["id"], subs_all["source"], subs_all["line"].to_numpy())
+    merged["submissions"] = int((~sub_first).sum())
+    first = ~later_duplicates(rc_all["id"], rc_all["source"], rc_all["line"].to_numpy())
+    merged["comments"] = int((~first).sum())
     if cfg.months:
         wanted = pa.array(cfg.months, pa.string())
-        rc_all = rc_all.filter(pc.is_in(rc_all["month"], wanted))
-        subs_all = subs_all.filter(pc.is_in(subs_all["month"], wanted)) if subs_all is not None else None
-    ins = StageStats(stage="instances", rows_in=rc_all.num_rows)
+        first &= pc.fill_null(pc.is_in(rc_all["month"], wanted), False).to_numpy(zero_copy_only=False)
+        sub_first &= pc.fill_null(pc.is_in(subs_all["month"], wanted), False).to_numpy(zero_copy_only=False)
+    ins = StageStats(stage="instances", rows_in=int(first.sum()))
     extra = {"submissions_read": 0, "submissions_kept": 0}
-    months = set(pc.unique(rc_all["month"]).to_pylist())
-    if subs_all is not None:
-        months |= set(pc.unique(subs_all["month"]).to_pylist())
+    months = set(pc.unique(rc_all["month"]).to_pylist()) | set(pc.unique(subs_all["month"]).to_pylist())
     unresolved = {}
     for month in sorted(m for m in months if m is not None):
-        rc = rc_all.filter(pc.fill_null(pc.equal(rc_all["month"], month), False))
-        if subs_all is not None:
-            subs = dialogpt_submissions(
-                subs_all.filter(pc.fill_null(pc.equal(subs_all["month"], month), False))
-            )
-        else:
-            subs = dialogpt_submissions(_empty_subs())
+        rows = _rows_of(rc_all, "month", month, first)
+        rc = rc_all.take(pa.array(rows)) if len(rows) < rc_all.num_rows else rc_all
+        sub_rows = _rows_of(subs_all, "month", month, sub_first)
+        subs = dialogpt_submissions(subs_all.take(pa.array(sub_rows)))
         extra["submissions_read"] += subs.read
         extra["submissions_kept"] += len(subs.kept_links)
         keys = None
         if cfg.keys:
             from dialogsmith.dialogpt_keys import load_month_keys
 
-            links_here = set(pc.unique(rc["link_id"]).to_pylist())
-            keys = load_month_keys(cfg.keys, month, links_here)
+            keys = load_month_keys(cfg.keys, month, set(pc.unique(rc["link_id"]).to_pylist()))
         code, ntok = dialogpt_extract_codes(
             rc, string_set(subs.kept_links), string_set(keys.dep) if keys is not None else None
         )
@@ -191,8 +190,8 @@ def pass1_task(task: dict) -> dict:
         "instances": ins.to_dict(),
         "extra": extra,
         "merged": dict(merged),
-        "comments": rc_all.num_rows,
-        "submissions": subs_all.num_rows if subs_all is not None else 0,
+        "comments": int(first.sum()),
+        "submissions": int(sub_first.sum()),
         "unresolved": unresolved,
     }
 
@@ -321,7 +320,10 @@ def month_pass2(cfg, task, month, rc, subs, keys, bl_words, bl_subs, cross_ids, 
         ).to_numpy(zero_copy_only=False)
         parent[to_cross] = _PARENT_CROSS
     over_long = ntok > cfg.max_len if cfg.max_len else np.zeros(len(ntok), dtype=bool)
-    cand = _shard(_released_order(links, pids, rc["id"]), task)
+    if task["n_shards"] > 1:  # contiguous slices of the released order (whole threads per shard)
+        cand = _shard(_released_order(links, pids, rc["id"]), task)
+    else:  # the order of the output lines does not matter (compare sorted, as the spec says)
+        cand = np.arange(rc.num_rows, dtype=np.int64)
     extra["candidates"] += len(cand)
     links_list = None
     if keys is not None:
@@ -431,7 +433,8 @@ def month_pass2(cfg, task, month, rc, subs, keys, bl_words, bl_subs, cross_ids, 
         return MonthResult(None, pending, chains)
     titles = [(tt.raw, tt.text, tt.weight) for tt in (title_turn(link) for link in title_rows)]
     source = TurnSource(t1ids, _contiguous(rc["author"]), _contiguous(rc["body"]), texts, titles)
-    cols = instance_columns(cfg, t, rc.num_rows, source)
+    # for the TSV only turns and weights matter: no raw texts, authors or turn ids are gathered
+    cols = instance_columns(cfg, t, rc.num_rows, source, texts_only=task.get("tsv") is not None)
     take = pa.array(t.rows)
     target_links = links.take(take)
     nt = len(t.rows)

@@ -1,0 +1,78 @@
+"""Reddit ids as int64 keys, for joins and duplicate checks on numbers instead of strings.
+
+A reddit id is base 36 (``[0-9a-z]``, no leading zero): its value is a key that equals another key exactly
+when the ids are equal. Hashing 2 x 1M id strings (a dictionary encoding) took ~0.9 s per bucket; parsing
+them here takes ~0.05 s and the join is then a sort of integers. Any id that is not canonical (other
+characters, upper case, a leading zero, more than 12 characters, null) makes ``base36_keys`` return None,
+and the caller keeps its string path: exact either way.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+MAX_CHARS = 12  # 36**12 < 2**63
+_DIGIT = np.full(256, -1, dtype=np.int64)
+_DIGIT[np.frombuffer(b"0123456789", np.uint8)] = np.arange(10)
+_DIGIT[np.frombuffer(b"abcdefghijklmnopqrstuvwxyz", np.uint8)] = np.arange(10, 36)
+
+
+def _buffers(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    arr = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+    if pa.types.is_string(arr.type):
+        offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32)[arr.offset : arr.offset + len(arr) + 1]
+    else:
+        offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[arr.offset : arr.offset + len(arr) + 1]
+    data = arr.buffers()[2]
+    data = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8)
+    return offsets.astype(np.int64), data
+
+
+def base36_keys(arr: pa.Array | pa.ChunkedArray, prefix: bytes = b"", rows: np.ndarray | None = None):
+    """The base-36 value of every string (or of ``rows`` only; the others get -1) after ``prefix``,
+    or None when one of those strings is not ``prefix`` + a canonical id."""
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    n = len(arr)
+    out = np.full(n, -1, dtype=np.int64)
+    if rows is None:
+        rows = np.arange(n)
+    if not len(rows):
+        return out
+    if arr.null_count and not pc.all(pc.is_valid(arr.take(pa.array(rows)))).as_py():
+        return None
+    offsets, data = _buffers(arr)
+    start = offsets[rows] + len(prefix)
+    length = offsets[rows + 1] - start
+    if (length < 1).any() or (length > MAX_CHARS).any():
+        return None
+    for j, byte in enumerate(prefix):
+        if (data[start - len(prefix) + j] != byte).any():
+            return None
+    first = data[start]
+    if ((first == ord("0")) & (length > 1)).any():
+        return None
+    acc = np.zeros(len(rows), dtype=np.int64)
+    for j in range(int(length.max())):
+        live = length > j
+        digit = _DIGIT[data[np.where(live, start + j, 0)]]
+        if (live & (digit < 0)).any():
+            return None
+        acc = np.where(live, acc * 36 + digit, acc)
+    out[rows] = acc
+    return out
+
+
+def last_index(keys: np.ndarray, probe: np.ndarray) -> np.ndarray:
+    """For every probe key, the last row of ``keys`` holding it, or -1 (a later duplicate wins, as a dict)."""
+    order = np.argsort(keys, kind="stable")
+    sorted_keys = keys[order]
+    last_of_run = np.ones(len(order), dtype=bool)
+    last_of_run[:-1] = sorted_keys[1:] != sorted_keys[:-1]
+    uniq, rows = sorted_keys[last_of_run], order[last_of_run]
+    pos = np.searchsorted(uniq, probe)
+    pos_c = np.minimum(pos, max(len(uniq) - 1, 0))
+    found = (pos < len(uniq)) & (uniq[pos_c] == probe) if len(uniq) else np.zeros(len(probe), bool)
+    return np.where(found, rows[pos_c] if len(uniq) else -1, -1)
