@@ -99,3 +99,32 @@ def test_gpt_normalize_known_outputs():
         gpt_normalize("I like b/c it's 1,000.5") == "I like because it's 1,000 . 5"
     )  # NLTK: one separator per number
     assert gpt_normalize("CURLY") == "C__url__Y"  # a literal URL becomes __url__ (released behaviour)
+
+
+def _batch_equals_one_by_one(texts):
+    import pyarrow as pa
+
+    from dialogsmith.text.dialogpt import gpt_normalize_array, minimal_normalize_array
+
+    arr = pa.array(texts, pa.string())
+    assert gpt_normalize_array(arr).to_pylist() == [None if t is None else gpt_normalize(t) for t in texts]
+    assert minimal_normalize_array(arr).to_pylist() == [
+        None if t is None else minimal_normalize(t) for t in texts
+    ]
+
+
+def test_batch_normalization_equals_one_by_one_on_adversarial_strings():
+    extra = [None, "a, b. c! d? e", "Hi... there", "x,", ",x", "a.", "word . word", "it's 123 ok", "1234 a, b",
+             "a1, b", "don't.", "'quoted'", "a  b\t c\u00a0d", "w/o b/c j/k w/", "Kelvin \u212a ſ", "end, "]  # fmt: skip
+    _batch_equals_one_by_one(ADVERSARIAL + extra)
+
+
+def test_batch_normalization_equals_one_by_one_on_generated_strings():
+    rng = random.Random(7)
+    words = list(PIECES) + ["hello", "world", "it's", "ok,", "yes!", "no?", "end.", "12", "123,", "99."]
+    texts = []
+    for _ in range(3000):
+        n = rng.randint(0, 14)
+        seps = [" ", " ", " ", "  ", "\t", "\n", "\u00a0", ""]
+        texts.append("".join(rng.choice(words) + rng.choice(seps) for _ in range(n)))
+    _batch_equals_one_by_one(texts)

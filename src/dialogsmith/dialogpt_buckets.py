@@ -298,7 +298,12 @@ class MonthResult:
 
 def month_pass2(cfg, task, month, rc, subs, keys, bl_words, bl_subs, cross_ids, ins, extra) -> MonthResult:
     """Pass 2 of one month of one bucket (the released conv step, vectorized over the targets)."""
-    from dialogsmith.text.dialogpt import gpt_normalize, minimal_normalize
+    from dialogsmith.text.dialogpt import (
+        gpt_normalize,
+        gpt_normalize_array,
+        minimal_normalize,
+        minimal_normalize_array,
+    )
 
     drops = ins.dropped
     sub_title = dict(zip(subs["link_id"].to_pylist(), subs["title"].to_pylist(), strict=True))
@@ -354,11 +359,17 @@ def month_pass2(cfg, task, month, rc, subs, keys, bl_words, bl_subs, cross_ids, 
         return 1.0
 
     def texts(needed_rows: np.ndarray) -> tuple[pa.Array, pa.Array]:
-        # Each distinct body is normalized once (the normalization is a pure function of the body).
+        # Each distinct body is normalized once (the normalization is a pure function of the body). The
+        # rstrip of pass 1 changes nothing here: GPT normalization starts by splitting on whitespace.
         enc = pc.dictionary_encode(_contiguous(rc["body"].take(pa.array(needed_rows))))
-        uniq = [gpt_normalize(minimal_normalize(b).rstrip()) for b in enc.dictionary.to_pylist()]
-        w = pa.array([weight(x) for x in uniq], pa.float32())
-        return pa.array(uniq, pa.string()).take(enc.indices), w.take(enc.indices)
+        uniq = gpt_normalize_array(minimal_normalize_array(enc.dictionary))
+        w = weights_of(uniq)
+        return uniq.take(enc.indices), w.take(enc.indices)
+
+    def weights_of(texts: pa.Array) -> pa.Array:
+        if bl_words is None and not discard:
+            return pa.array(np.ones(len(texts), np.float32))
+        return pa.array([weight(x) for x in texts.to_pylist()], pa.float32())
 
     def title_turn(link: str) -> Turn | None:
         raw = sub_title.get(link)
