@@ -1065,6 +1065,7 @@ def run(args: argparse.Namespace, input: str | None = None) -> StageStats:
     force = bool(getattr(args, "force", False))
     outputs.check_target(args.output, STAGE, [input_dir], force)
     spark = get_spark("dialogsmith-instances")
+    spark_start = timer.seconds
     stats = StageStats(stage=STAGE)
     extra_sum = {"candidates": 0, "submissions_read": 0, "submissions_kept": 0}
     with outputs.stage_output(args.output, STAGE, [input_dir], force) as tmp:
@@ -1093,6 +1094,7 @@ def run(args: argparse.Namespace, input: str | None = None) -> StageStats:
             "buckets": len({t["bucket"] for t in tasks}),
             "extract_reasons": list(EXTRACT_REASONS),
             "target_reasons": list(TARGET_REASONS),
+            "spark_start_seconds": spark_start,
         }
         stats.check()
         stats.write(fsutil.join(tmp, "stats.json"))
