@@ -710,10 +710,187 @@ done:
     return result;
 }
 
+/* 64-bit string hashes for the filter's corpus rules (bland trigrams, duplicate pairs). Definition
+ * (fastjson.py has a numpy twin that gives the same bits; tests compare them):
+ *   hash64(s) = fmix64(sum_k fmix64(w_k + k * H_POS + H_SEED) + len * H_LEN + H_SEED)   (mod 2^64)
+ * where w_k is the little-endian word of bytes s[8k:8k+8], zero-padded, and fmix64 is MurmurHash3's
+ * finalizer (a bijection with full avalanche). With ascii_lower, bytes A-Z are hashed as a-z. */
+#define H_POS 0x9E3779B97F4A7C15ULL
+#define H_LEN 0xD6E8FEB86659FD93ULL
+#define H_SEED 0x2545F4914F6CDD1DULL
+
+static inline uint64_t fmix64(uint64_t k) {
+    k ^= k >> 33;
+    k *= 0xFF51AFD7ED558CCDULL;
+    k ^= k >> 33;
+    k *= 0xC4CEB9FE1A85EC53ULL;
+    k ^= k >> 33;
+    return k;
+}
+
+static inline uint64_t hash_bytes(const uint8_t *p, Py_ssize_t len, int ascii_lower) {
+    uint64_t acc = 0, k = 0;
+    for (Py_ssize_t i = 0; i < len; i += 8, k++) {
+        Py_ssize_t m = len - i < 8 ? len - i : 8;
+        uint64_t w = 0;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+        if (m == 8 && !ascii_lower) {
+            memcpy(&w, p + i, 8);
+            acc += fmix64(w + k * H_POS + H_SEED);
+            continue;
+        }
+#endif
+        for (Py_ssize_t j = 0; j < m; j++) {
+            uint8_t b = p[i + j];
+            if (ascii_lower && b >= 'A' && b <= 'Z') b += 32;
+            w |= (uint64_t)b << (8 * j);
+        }
+        acc += fmix64(w + k * H_POS + H_SEED);
+    }
+    return fmix64(acc + (uint64_t)len * H_LEN + H_SEED);
+}
+
+static int check_offsets(const int32_t *off, Py_ssize_t n, Py_ssize_t data_len, const char *who) {
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (off[i] < 0 || off[i + 1] < off[i] || off[i + 1] > data_len) {
+            PyErr_Format(PyExc_ValueError, "%s: string %zd outside the data", who, i);
+            return -1;
+        }
+    return 0;
+}
+
+/* hash64(offsets, data, out): hash64 of each string of an Arrow string array into uint64 out[n]. */
+static PyObject *hash64(PyObject *self, PyObject *args) {
+    Py_buffer offsets, data, out;
+    if (!PyArg_ParseTuple(args, "y*y*w*", &offsets, &data, &out)) return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t n = offsets.len / 4 - 1;
+    const int32_t *off = offsets.buf;
+    uint64_t *h = out.buf;
+    if (n < 0 || out.len < n * 8) {
+        PyErr_SetString(PyExc_ValueError, "hash64: need n + 1 offsets and n uint64 outputs");
+        goto done;
+    }
+    if (check_offsets(off, n, data.len, "hash64") < 0) goto done;
+    for (Py_ssize_t i = 0; i < n; i++) h[i] = hash_bytes((const uint8_t *)data.buf + off[i], off[i + 1] - off[i], 0);
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    PyBuffer_Release(&offsets);
+    PyBuffer_Release(&data);
+    PyBuffer_Release(&out);
+    return result;
+}
+
+/* token_hash64(offsets, data, ascii_lower, counts, hashes) -> number of tokens: the str.split() tokens of
+ * each string (space_len's separators), hash64 of each token's bytes into uint64 hashes (only as many
+ * as fit: the caller retries with a larger buffer when the result exceeds its capacity), and the number
+ * of tokens of each string into int64 counts[n]. */
+static PyObject *token_hash64(PyObject *self, PyObject *args) {
+    Py_buffer offsets, data, counts, hashes;
+    int ascii_lower;
+    if (!PyArg_ParseTuple(args, "y*y*pw*w*", &offsets, &data, &ascii_lower, &counts, &hashes)) return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t n = offsets.len / 4 - 1, cap = hashes.len / 8, t = 0;
+    const int32_t *off = offsets.buf;
+    const uint8_t *base = data.buf;
+    int64_t *c = counts.buf;
+    uint64_t *h = hashes.buf;
+    if (n < 0 || counts.len < n * 8) {
+        PyErr_SetString(PyExc_ValueError, "token_hash64: need n + 1 offsets and n int64 counts");
+        goto done;
+    }
+    if (check_offsets(off, n, data.len, "token_hash64") < 0) goto done;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const uint8_t *p = base + off[i], *end = base + off[i + 1], *start = NULL;
+        Py_ssize_t before = t;
+        while (p <= end) {
+            int k = p < end ? space_len(p, end) : 1;
+            if (k) {
+                if (start) {
+                    if (t < cap) h[t] = hash_bytes(start, p - start, ascii_lower);
+                    t++;
+                    start = NULL;
+                }
+                p += k;
+            } else {
+                if (!start) start = p;
+                p++;
+            }
+        }
+        c[i] = t - before;
+    }
+    result = PyLong_FromSsize_t(t);
+done:
+    PyBuffer_Release(&offsets);
+    PyBuffer_Release(&data);
+    PyBuffer_Release(&counts);
+    PyBuffer_Release(&hashes);
+    return result;
+}
+
+/* trigram_hash64(offsets, data, ascii_lower, counts, hashes) -> number of trigrams: for each string, the
+ * hashes of its consecutive token triples (a, b, c), fmix64(fmix64(fmix64(a ^ H_TRI) + b) + c) of the
+ * tokens' hash64, into uint64 hashes (only as many as fit, as token_hash64), and the number of
+ * trigrams of each string (tokens - 2, at least 0) into int64 counts[n]. */
+#define H_TRI 0x8EBC6AF09C88C6E3ULL
+
+static PyObject *trigram_hash64(PyObject *self, PyObject *args) {
+    Py_buffer offsets, data, counts, hashes;
+    int ascii_lower;
+    if (!PyArg_ParseTuple(args, "y*y*pw*w*", &offsets, &data, &ascii_lower, &counts, &hashes)) return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t n = offsets.len / 4 - 1, cap = hashes.len / 8, t = 0;
+    const int32_t *off = offsets.buf;
+    const uint8_t *base = data.buf;
+    int64_t *c = counts.buf;
+    uint64_t *h = hashes.buf;
+    if (n < 0 || counts.len < n * 8) {
+        PyErr_SetString(PyExc_ValueError, "trigram_hash64: need n + 1 offsets and n int64 counts");
+        goto done;
+    }
+    if (check_offsets(off, n, data.len, "trigram_hash64") < 0) goto done;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const uint8_t *p = base + off[i], *end = base + off[i + 1], *start = NULL;
+        Py_ssize_t before = t, tokens = 0;
+        uint64_t a = 0, b = 0;
+        while (p <= end) {
+            int k = p < end ? space_len(p, end) : 1;
+            if (k) {
+                if (start) {
+                    uint64_t x = hash_bytes(start, p - start, ascii_lower);
+                    if (++tokens >= 3) {
+                        if (t < cap) h[t] = fmix64(fmix64(fmix64(a ^ H_TRI) + b) + x);
+                        t++;
+                    }
+                    a = b;
+                    b = x;
+                    start = NULL;
+                }
+                p += k;
+            } else {
+                if (!start) start = p;
+                p++;
+            }
+        }
+        c[i] = t - before;
+    }
+    result = PyLong_FromSsize_t(t);
+done:
+    PyBuffer_Release(&offsets);
+    PyBuffer_Release(&data);
+    PyBuffer_Release(&counts);
+    PyBuffer_Release(&hashes);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"token_counts", token_counts, METH_VARARGS, "len(s.split()) per string of an Arrow string array."},
     {"parse_lines", parse_lines, METH_VARARGS, "Dump lines -> typed columns; see _fastjson.c."},
     {"newlines", newlines, METH_VARARGS, "Offsets of the newlines of a buffer, as int64 bytes."},
+    {"hash64", hash64, METH_VARARGS, "64-bit hash of each string of an Arrow string array."},
+    {"token_hash64", token_hash64, METH_VARARGS, "64-bit hashes of the str.split() tokens of each string."},
+    {"trigram_hash64", trigram_hash64, METH_VARARGS, "64-bit hashes of the token trigrams of each string."},
     {NULL, NULL, 0, NULL},
 };
 

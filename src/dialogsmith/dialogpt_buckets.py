@@ -40,6 +40,7 @@ from dialogsmith.conversations import (
     _contiguous,
     _count,
     _drop,
+    _instances_writer,
     _parent_index_array,
     _released_order,
     _shard,
@@ -531,7 +532,7 @@ class _InstanceSink:
             fs, path = fsutil.resolve(uri)
             fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
             schema = with_metadata(INSTANCES, "instances", INSTANCES_VERSION)
-            self.writer = pq.ParquetWriter(path, schema, filesystem=fs, compression="zstd")
+            self.writer = _instances_writer(path, fs, schema)
             self.files.append(uri)
         self.writer.write_table(table.cast(self.writer.schema), row_group_size=20_000)
 

@@ -130,3 +130,226 @@ def parse_lines(
                 pa.int64(), accepted, [bitmap, pa.py_buffer(out[0][:accepted])], nulls
             )
     return rows[:accepted], columns
+
+
+# --- 64-bit string hashes (the filter's bland trigrams and duplicate pairs) ---------------------------
+#
+# hash64(s) = fmix64(sum_k fmix64(w_k + k * H_POS + H_SEED) + len(s) * H_LEN + H_SEED)  (mod 2**64), w_k the
+# little-endian uint64 of bytes s[8k:8k+8] zero-padded, fmix64 MurmurHash3's finalizer. The C module
+# computes it (~1 ns/byte); without the module (the package shipped to executors as a zip) the numpy
+# code below gives the same bits (tests/test_filter_engine.py compares both), several times slower.
+# Not cryptographic: for n distinct strings the chance that any two share a hash is about n**2 / 2**65
+# (1e-9 for 200K strings, 6e-4 for 146M), the level of the 8-byte blake2b keys it replaced.
+
+H_POS = np.uint64(0x9E3779B97F4A7C15)
+H_LEN = np.uint64(0xD6E8FEB86659FD93)
+H_SEED = np.uint64(0x2545F4914F6CDD1D)
+H_TRI = np.uint64(0x8EBC6AF09C88C6E3)
+_M1 = np.uint64(0xFF51AFD7ED558CCD)
+_M2 = np.uint64(0xC4CEB9FE1A85EC53)
+_S33 = np.uint64(33)
+
+
+def fmix64(x: np.ndarray) -> np.ndarray:
+    """MurmurHash3's 64-bit finalizer, elementwise on a uint64 array (wraps mod 2**64)."""
+    x = np.asarray(x, dtype=np.uint64)
+    x = x ^ (x >> _S33)
+    x = x * _M1
+    x = x ^ (x >> _S33)
+    x = x * _M2
+    return x ^ (x >> _S33)
+
+
+def _string_buffers(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """(int64 offsets, uint8 data) of a string array (large_string and chunked arrays accepted)."""
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks() if arr.num_chunks != 1 else arr.chunk(0)
+    if pa.types.is_large_string(arr.type):
+        dtype = np.int64
+    elif pa.types.is_string(arr.type):
+        dtype = np.int32
+    else:
+        raise TypeError(f"expected a string array, got {arr.type}")
+    n = len(arr)
+    offsets = np.frombuffer(arr.buffers()[1], dtype=dtype)[arr.offset : arr.offset + n + 1]
+    data = arr.buffers()[2]
+    raw = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8)
+    return offsets, raw
+
+
+def _native_buffers(arr: pa.Array, native: bool | None):
+    """(int32 offsets, data) for the C functions, or None for the numpy code: ``native`` False, or None
+    with the C module off (not built, or DIALOGSMITH_NATIVE=0), or an array the C code cannot take."""
+    if native is False or _fastjson is None or (native is None and not AVAILABLE):
+        return None
+    offsets, raw = _string_buffers(arr)
+    if offsets.dtype != np.int32:
+        if len(offsets) and offsets[-1] >= 2**31:
+            return None
+        offsets = offsets.astype(np.int32)
+    return np.ascontiguousarray(offsets), raw
+
+
+_CHUNK_WORDS = 1 << 18  # words hashed per numpy step (bounds the temporaries to ~20 MB)
+
+
+def _hash_segments(raw: np.ndarray, starts: np.ndarray, lens: np.ndarray, ascii_lower: bool) -> np.ndarray:
+    """hash64 of raw[starts[i] : starts[i] + lens[i]] for every i, in numpy."""
+    n = len(starts)
+    out = np.empty(n, np.uint64)
+    starts = starts.astype(np.int64, copy=False)
+    lens = lens.astype(np.int64, copy=False)
+    words = (lens + 7) // 8
+    ends = np.cumsum(words)
+    lane = np.arange(8, dtype=np.int64)
+    i = 0
+    while i < n:
+        # segments i..j-1: at most _CHUNK_WORDS words (or one longer segment)
+        base = ends[i - 1] if i else 0
+        j = max(i + 1, int(np.searchsorted(ends, base + _CHUNK_WORDS, side="right")))
+        nw = words[i:j]
+        total = int(nw.sum())
+        acc = np.zeros(j - i, np.uint64)
+        if total:
+            seg = np.repeat(np.arange(j - i), nw)
+            first = np.cumsum(nw) - nw
+            k = np.arange(total, dtype=np.int64) - first[seg]
+            byte = 8 * k[:, None] + lane  # (total, 8) byte index inside its segment
+            valid = byte < lens[i:j][seg][:, None]
+            b = raw[np.where(valid, starts[i:j][seg][:, None] + byte, 0)]
+            b[~valid] = 0
+            if ascii_lower:
+                b += np.uint8(32) * ((b >= 65) & (b <= 90)).astype(np.uint8)
+            w = np.ascontiguousarray(b).view("<u8").reshape(total).astype(np.uint64)
+            x = fmix64(w + k.astype(np.uint64) * H_POS + H_SEED)
+            nonempty = nw > 0
+            acc[nonempty] = np.add.reduceat(x, first[nonempty])
+        out[i:j] = fmix64(acc + lens[i:j].astype(np.uint64) * H_LEN + H_SEED)
+        i = j
+    return out
+
+
+def hash64(arr: pa.Array, native: bool | None = None) -> np.ndarray:
+    """hash64 of every string of ``arr`` (uint64; a null slot hashes as its bytes, i.e. as "").
+
+    ``native``: None = the C module when built and on, True = the C module, False = the numpy code
+    (same bits)."""
+    buffers = _native_buffers(arr, native)
+    if buffers is not None:
+        offsets, raw = buffers
+        out = np.empty(len(offsets) - 1, np.uint64)
+        if len(out):
+            _fastjson.hash64(offsets, raw, out)
+        return out
+    if native:
+        raise RuntimeError("dialogsmith._fastjson is not built (or the array holds over 2 GiB)")
+    offsets, raw = _string_buffers(arr)
+    offsets = offsets.astype(np.int64)
+    return _hash_segments(raw, offsets[:-1], np.diff(offsets), False)
+
+
+def _space_bytes(raw: np.ndarray) -> np.ndarray:
+    """Bytes of str.isspace() characters in valid UTF-8: 9-13, 28-32, U+0085, U+00A0, U+1680,
+    U+2000-U+200A, U+2028, U+2029, U+202F, U+205F, U+3000 (the C module's space_len)."""
+    space = (raw <= 32) & ((raw >= 28) | ((raw >= 9) & (raw <= 13)))
+    lead = np.flatnonzero((raw >= 0xC2) & (raw <= 0xE3))  # the first bytes those characters can have
+    if not len(lead):
+        return space
+    last = len(raw) - 1
+    b0, b1, b2 = raw[lead], raw[np.minimum(lead + 1, last)], raw[np.minimum(lead + 2, last)]
+    two = (b0 == 0xC2) & ((b1 == 0x85) | (b1 == 0xA0))
+    three = (
+        ((b0 == 0xE1) & (b1 == 0x9A) & (b2 == 0x80))
+        | (
+            (b0 == 0xE2)
+            & (
+                ((b1 == 0x80) & (((b2 >= 0x80) & (b2 <= 0x8A)) | (b2 == 0xA8) | (b2 == 0xA9) | (b2 == 0xAF)))
+                | ((b1 == 0x81) & (b2 == 0x9F))
+            )
+        )
+        | ((b0 == 0xE3) & (b1 == 0x80) & (b2 == 0x80))
+    ) & (lead + 2 <= last)
+    two &= lead + 1 <= last
+    for shift, at in ((0, two | three), (1, two | three), (2, three)):
+        space[lead[at] + shift] = True
+    return space
+
+
+def token_hash64(arr: pa.Array, ascii_lower: bool = False, native: bool | None = None):
+    """The ``str.split()`` tokens of every string of ``arr``: (int64 tokens per string, uint64 hash64 of
+    each token, string after string). With ``ascii_lower`` the bytes A-Z hash as a-z (the tokens of
+    ``s.lower()`` for an ASCII ``s``). ``native`` as in ``hash64``."""
+    buffers = _native_buffers(arr, native)
+    if buffers is not None:
+        offsets, raw = buffers
+        n = len(offsets) - 1
+        counts = np.empty(n, np.int64)
+        size = int(offsets[-1]) - int(offsets[0]) if n else 0
+        # Room for a token every 4 bytes (text averages one per 5-6); a denser text is hashed again.
+        hashes = np.empty(size // 4 + 16, np.uint64)
+        used = _fastjson.token_hash64(offsets, raw, ascii_lower, counts, hashes) if n else 0
+        if used > len(hashes):
+            hashes = np.empty(used, np.uint64)
+            _fastjson.token_hash64(offsets, raw, ascii_lower, counts, hashes)
+        return counts, hashes[:used]
+    if native:
+        raise RuntimeError("dialogsmith._fastjson is not built (or the array holds over 2 GiB)")
+    counts, seg, starts, ends = token_spans(arr)
+    return counts, _hash_segments(seg, starts, ends - starts, ascii_lower)
+
+
+def token_spans(arr: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """numpy: (tokens per string, the strings' bytes, token start and end offsets in those bytes) of
+    ``str.split()`` on every string (the C module's space_len separators)."""
+    offsets, raw = _string_buffers(arr)
+    offsets = offsets.astype(np.int64)
+    n = len(offsets) - 1
+    if n == 0:
+        empty = np.zeros(0, np.int64)
+        return empty, np.zeros(0, np.uint8), empty, empty
+    lo, hi = int(offsets[0]), int(offsets[-1])
+    seg = raw[lo:hi]
+    rel = offsets - lo
+    space = _space_bytes(seg)
+    prev_space = np.empty(len(seg), bool)
+    prev_space[1:] = space[:-1]
+    next_space = np.empty(len(seg), bool)
+    next_space[:-1] = space[1:]
+    nonempty = rel[:-1] < rel[1:]
+    prev_space[rel[:-1][nonempty]] = True  # a string starts after a "space" and ends before one
+    next_space[rel[1:][nonempty] - 1] = True
+    starts = np.flatnonzero(~space & prev_space)
+    ends = np.flatnonzero(~space & next_space) + 1
+    counts = np.diff(np.searchsorted(starts, rel)).astype(np.int64)
+    return counts, seg, starts, ends
+
+
+def trigram_hash64(arr: pa.Array, ascii_lower: bool = False, native: bool | None = None):
+    """The consecutive token triples (a, b, c) of every string's ``str.split()`` tokens: (int64 trigrams
+    per string, uint64 ``fmix64(fmix64(fmix64(a ^ H_TRI) + b) + c)`` of the tokens' hash64, string after
+    string). Tokens hold no whitespace, so a trigram's hash is that of the string "a b c"."""
+    buffers = _native_buffers(arr, native)
+    if buffers is not None:
+        offsets, raw = buffers
+        n = len(offsets) - 1
+        counts = np.empty(n, np.int64)
+        size = int(offsets[-1]) - int(offsets[0]) if n else 0
+        hashes = np.empty(size // 4 + 16, np.uint64)
+        used = _fastjson.trigram_hash64(offsets, raw, ascii_lower, counts, hashes) if n else 0
+        if used > len(hashes):
+            hashes = np.empty(used, np.uint64)
+            _fastjson.trigram_hash64(offsets, raw, ascii_lower, counts, hashes)
+        return counts, hashes[:used]
+    if native:
+        raise RuntimeError("dialogsmith._fastjson is not built (or the array holds over 2 GiB)")
+    counts, tokens = token_hash64(arr, ascii_lower, native=False)
+    grams = np.maximum(counts - 2, 0)
+    if len(tokens) < 3:
+        return grams, np.zeros(0, np.uint64)
+    ends = np.cumsum(counts)
+    valid = np.ones(len(tokens) - 2, dtype=bool)  # a triple starting at a string's last two tokens spans two
+    for back in (1, 2):
+        pos = ends[counts >= back] - back
+        valid[pos[pos < len(valid)]] = False
+    a, b, c = tokens[:-2][valid], tokens[1:-1][valid], tokens[2:][valid]
+    return grams, fmix64(fmix64(fmix64(a ^ H_TRI) + b) + c)

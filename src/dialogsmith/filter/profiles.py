@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 
 from dialogsmith.filter.rules import DUPLICATE_PAIR, RULES, Rule
 
@@ -61,12 +61,13 @@ class FilterParams:
     words: object | None = field(default=None, repr=False)
     subreddits: frozenset[str] | None = field(default=None, repr=False)
     frequent: frozenset[str] | None = field(default=None, repr=False)
+    # The job's corpus pass gives the frequent trigrams as 64-bit hashes (rules.frequent_hashes).
+    frequent_hashes: object | None = field(default=None, repr=False)
     bland_threshold: int | None = None
 
     def options(self) -> dict:
-        d = asdict(self)
-        for k in ("words", "subreddits", "frequent"):
-            d.pop(k)
+        loaded = ("words", "subreddits", "frequent", "frequent_hashes")  # run-time values, not options
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in loaded}
         d["disabled"] = list(self.disabled)
         return d
 

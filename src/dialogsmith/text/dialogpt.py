@@ -174,10 +174,10 @@ _ILLEGAL_CLASS = r"[^A-Za-z0-9()\[\]:,.!?'“” ]"
 _PY_SPACE = (
     r"\t\n\x0b\x0c\r\x1c-\x1f\x85\xa0\x{1680}\x{2000}-\x{200a}\x{2028}\x{2029}\x{202f}\x{205f}\x{3000}"
 )
-_NOT_SINGLE_SPACED = rf"[{_PY_SPACE}]|  |^ | $"
+NOT_SINGLE_SPACED = rf"[{_PY_SPACE}]|  |^ | $"
 
 
-def _collapse(a, mask):
+def collapse_whitespace(a, mask):
     """``" ".join(t.split())`` on the rows of ``mask`` (Arrow's whitespace is Python's: tested)."""
     import numpy as np
     import pyarrow as pa
@@ -222,7 +222,9 @@ def gpt_normalize_array(texts):
     filled = pc.fill_null(texts, "")
     special = pc.or_(pc.match_substring(filled, "#"), pc.match_substring(filled, "http", ignore_case=True))
     # ignore_case folds Unicode (K, ſ): a false "special" only sends a text to the exact slow path
-    a = _collapse(filled, pc.match_substring_regex(filled, _NOT_SINGLE_SPACED))  # " ".join(t.split())
+    a = collapse_whitespace(
+        filled, pc.match_substring_regex(filled, NOT_SINGLE_SPACED)
+    )  # " ".join(t.split())
     a = pc.replace_substring(a, "\\", "")
     for old, new in (("b/c", "because"), ("j/k", "just kidding"), ("w/o", "without"), ("w/", "with")):
         a = pc.replace_substring(a, old, new)
@@ -230,7 +232,7 @@ def gpt_normalize_array(texts):
     a = pc.replace_substring_regex(a, _ILLEGAL_CLASS, " ")
     a = pc.replace_substring(pc.replace_substring(a, "MENTION", "__mention__"), "URL", "__url__")
     # only " " can separate chunks now: collapse its runs where there are any
-    a = _collapse(a, pc.match_substring_regex(a, "  |^ | $"))
+    a = collapse_whitespace(a, pc.match_substring_regex(a, "  |^ | $"))
     four = pc.match_substring_regex(a, "[0-9]{4}")
     simple = pc.if_else(
         four,
