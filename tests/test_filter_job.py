@@ -188,3 +188,130 @@ def test_bad_input_gives_clear_errors(spark, tmp_path, capsys):
     with pytest.raises(SystemExit, match="three fractions"):
         job.main(["--input", str(tmp_path / "empty"), "--output", str(tmp_path / "o"), "--split", "0.5,0.5"])
     assert not (tmp_path / "o").exists()
+
+
+# --- the corpus rules against the reference semantics ------------------------------------------
+
+
+def _reference_reasons(rows: list[dict], profile_name: str, threshold: int, words=None) -> dict[str, str]:
+    """instance_id -> reason (or "kept") the way the filter is specified: per-instance rules in order
+    through ``Rule.check``, frequent trigrams counted with Python strings over every well-formed
+    instance, duplicate pairs among the rows every other rule kept (earliest (created, id) wins)."""
+    import html
+    from collections import Counter
+
+    from dialogsmith.filter import rules
+    from dialogsmith.filter.profiles import FilterParams, make_profile
+
+    prof = make_profile(profile_name, FilterParams(bland_fraction=0.9))
+    out, views = {}, []
+    for r in rows:
+        turns, weights = r["turns"], r["turn_weights"]
+        if (
+            not turns
+            or any(t is None for t in turns)
+            or (r["weights_in_text"] and len(weights) != len(turns))
+        ):
+            out[r["instance_id"]] = "malformed_instance"
+            continue
+        shown = [html.unescape(t) for t in turns] if prof.params.unescape_html else list(turns)
+        v = rules.InstanceView.from_turns(
+            shown,
+            weights if r["weights_in_text"] else None,
+            turns_raw=r["turns_raw"],
+            authors=r["turn_authors"],
+            subreddit=r["subreddit"],
+        )
+        views.append((r, shown, v))
+    counts = Counter(g for _, _, v in views for g in rules.response_trigrams(v.response))
+    params = FilterParams(words=words, frequent=frozenset(g for g, c in counts.items() if c > threshold))
+    survivors = []
+    for r, shown, v in views:
+        reason = next((rule.name for rule in prof.rules() if rule.check(v, params) is not None), None)
+        out[r["instance_id"]] = reason or "kept"
+        if reason is None:
+            survivors.append((tuple(shown), (r["target_created_utc"] or 0, r["instance_id"])))
+    if prof.dedup:
+        winner = {}
+        for key, rank in survivors:
+            winner[key] = min(winner.get(key, rank), rank)
+        n_key = Counter(key for key, _ in survivors)
+        for key, (_, iid) in survivors:
+            if n_key[key] > 1 and iid != winner[key][1]:
+                out[iid] = "duplicate_pair"
+    return out
+
+
+def _corpus_rows(seed: int, n: int) -> list[dict]:
+    """Bland and non-bland responses, exact duplicate pairs (bland and not, created ties, the same pair
+    in several tasks), Unicode, HTML entities, and every per-instance rule now and then."""
+    import random
+
+    rng = random.Random(seed)
+    words = ["i", "do", "not", "know", "the", "a", "thing", "is", "it", "so", "what", "ok", "&amp;", "Ünï"]
+    common = ["i do not know .", "it is what it is", "the thing is the thing", "I DO NOT KNOW ."]
+    rows = []
+    for _ in range(n):
+        k = rng.randint(1, 4)
+        ctx = [" ".join(rng.choice(words) for _ in range(rng.randint(1, 6))) for _ in range(k)]
+        if rng.random() < 0.4:
+            resp = rng.choice(common)
+        else:
+            resp = " ".join(rng.choice(words) for _ in range(rng.randint(1, 9)))
+        if rng.random() < 0.1:
+            resp = rng.choice(["[removed]", "see (this)", "SHOUTING here is the", "no no no it is"])
+        rows.append(
+            instance(
+                [*ctx, resp],
+                link=f"t3_{rng.randint(0, 40)}",
+                created=rng.randint(0, 5),
+                authors=[rng.choice(["u1", "u2", "u3", "u4", "u5"] * 10 + ["a_bot"]) for _ in range(k + 1)],
+                sub=rng.choice(["pics", "AskReddit"]),
+            )
+        )
+        if rng.random() < 0.25:  # an exact duplicate of an earlier pair, maybe posted at the same second
+            src = rng.choice(rows)
+            rows.append(
+                instance(
+                    list(src["turns"]),
+                    link=f"t3_{rng.randint(0, 40)}",
+                    created=rng.choice([src["target_created_utc"], rng.randint(0, 5)]),
+                    authors=list(src["turn_authors"]),
+                )
+            )
+    rows.append({**instance(["x"]), "turns": []})  # malformed
+    return rows
+
+
+@pytest.mark.parametrize("profile", ["paper", "default"])
+def test_corpus_rules_match_the_reference_semantics(spark, tmp_path, profile):
+    rows = _corpus_rows(5, 700)
+    d = tmp_path / "in"
+    d.mkdir()
+    t = table(rows)
+    # three files, small row groups: duplicate groups span tasks
+    for j, (a, b) in enumerate(((0, 300), (300, 600), (600, t.num_rows))):
+        pq.write_table(t.slice(a, b - a), d / f"part-{j}.parquet", row_group_size=60)
+    stats = _run(
+        spark, d, tmp_path / "out", "--profile", profile, "--no-bland-scale", "--bland-min-count", "20",
+        "--rows-per-task", "100",
+    )  # fmt: skip
+    expected = _reference_reasons(rows, profile, 20)
+    got = {r["instance_id"]: r["reason"] for r in _read(tmp_path / "out", "dropped")}
+    for s in ("train", "valid", "test"):
+        got.update({r["instance_id"]: "kept" for r in _read(tmp_path / "out", s)})
+    assert got == expected
+    reasons = set(expected.values())
+    assert {"bland_response", "kept", "malformed_instance"} <= reasons
+    if profile == "default":
+        assert "duplicate_pair" in reasons
+        groups = {}
+        for r in rows:
+            groups.setdefault(tuple(r["turns"]), []).append(expected[r["instance_id"]])
+        dup_groups = [g for g in groups.values() if len(g) > 1]
+        assert any(set(g) == {"bland_response"} for g in dup_groups)  # a bland group: all bland
+        assert any("duplicate_pair" in g and "kept" in g for g in dup_groups)
+    assert stats.extra["tasks"] >= 6
+    assert not (tmp_path / "out" / "_stage").exists()
+    timing = stats.extra["timing"]
+    assert timing["task_cpu_seconds"] > 0 and "reduce" in timing["pass_seconds"]

@@ -759,10 +759,12 @@ static int check_offsets(const int32_t *off, Py_ssize_t n, Py_ssize_t data_len, 
     return 0;
 }
 
-/* hash64(offsets, data, out): hash64 of each string of an Arrow string array into uint64 out[n]. */
+/* hash64(offsets, data, ascii_lower, out): hash64 of each string of an Arrow string array (with
+ * ascii_lower, of its bytes with A-Z read as a-z) into uint64 out[n]. */
 static PyObject *hash64(PyObject *self, PyObject *args) {
     Py_buffer offsets, data, out;
-    if (!PyArg_ParseTuple(args, "y*y*w*", &offsets, &data, &out)) return NULL;
+    int ascii_lower;
+    if (!PyArg_ParseTuple(args, "y*y*pw*", &offsets, &data, &ascii_lower, &out)) return NULL;
     PyObject *result = NULL;
     Py_ssize_t n = offsets.len / 4 - 1;
     const int32_t *off = offsets.buf;
@@ -772,7 +774,8 @@ static PyObject *hash64(PyObject *self, PyObject *args) {
         goto done;
     }
     if (check_offsets(off, n, data.len, "hash64") < 0) goto done;
-    for (Py_ssize_t i = 0; i < n; i++) h[i] = hash_bytes((const uint8_t *)data.buf + off[i], off[i + 1] - off[i], 0);
+    for (Py_ssize_t i = 0; i < n; i++)
+        h[i] = hash_bytes((const uint8_t *)data.buf + off[i], off[i + 1] - off[i], ascii_lower);
     result = Py_None;
     Py_INCREF(result);
 done:

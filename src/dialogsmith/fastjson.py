@@ -229,8 +229,9 @@ def _hash_segments(raw: np.ndarray, starts: np.ndarray, lens: np.ndarray, ascii_
     return out
 
 
-def hash64(arr: pa.Array, native: bool | None = None) -> np.ndarray:
-    """hash64 of every string of ``arr`` (uint64; a null slot hashes as its bytes, i.e. as "").
+def hash64(arr: pa.Array, ascii_lower: bool = False, native: bool | None = None) -> np.ndarray:
+    """hash64 of every string of ``arr`` (uint64; a null slot hashes as its bytes, i.e. as ""). With
+    ``ascii_lower`` the bytes A-Z hash as a-z.
 
     ``native``: None = the C module when built and on, True = the C module, False = the numpy code
     (same bits)."""
@@ -239,13 +240,13 @@ def hash64(arr: pa.Array, native: bool | None = None) -> np.ndarray:
         offsets, raw = buffers
         out = np.empty(len(offsets) - 1, np.uint64)
         if len(out):
-            _fastjson.hash64(offsets, raw, out)
+            _fastjson.hash64(offsets, raw, ascii_lower, out)
         return out
     if native:
         raise RuntimeError("dialogsmith._fastjson is not built (or the array holds over 2 GiB)")
     offsets, raw = _string_buffers(arr)
     offsets = offsets.astype(np.int64)
-    return _hash_segments(raw, offsets[:-1], np.diff(offsets), False)
+    return _hash_segments(raw, offsets[:-1], np.diff(offsets), ascii_lower)
 
 
 def _space_bytes(raw: np.ndarray) -> np.ndarray:

@@ -545,15 +545,18 @@ def task_finish(task: dict, profile: Profile, frequent, opts: dict) -> dict:
         rows = losers[codes[losers] == -1]
         codes[rows] = len(rules)
     clock.lap("corpus_rules")
-    turns_out = engine.unescape_turns(engine._lists(good, "turns")) if profile.params.unescape_html else None
-    return write_outputs(task, profile, table, bad, good, codes, turns_out, opts, clock)
+    unescape = profile.params.unescape_html  # the kept rows' turns only: nothing else needs them
+    return write_outputs(task, profile, table, bad, good, codes, None, opts, clock, unescape_kept=unescape)
 
 
-def write_outputs(task, profile, table, bad, good, codes, turns_out, opts, clock: _Clock) -> dict:
+def write_outputs(
+    task, profile, table, bad, good, codes, turns_out, opts, clock: _Clock, unescape_kept: bool = False
+) -> dict:
     """Write one task's dropped/, split Parquet, TSV parts and refs parts; return its stats.
 
     ``codes`` index ``profile.rules()`` (``len(rules)`` = duplicate_pair, -1 = kept) per well-formed row;
-    ``turns_out``: the judged texts of the well-formed rows to write for kept rows (None: as read)."""
+    ``turns_out``: the judged texts of the well-formed rows to write for kept rows (None: as read, or
+    HTML-unescaped here with ``unescape_kept``)."""
     names = [r.name for r in profile.rules()] + [DUPLICATE_PAIR]
     out, part = opts["out"], f"part-{task['index']:05d}"
     dropped = drop_counts(codes, names, bad)
@@ -577,8 +580,9 @@ def write_outputs(task, profile, table, bad, good, codes, turns_out, opts, clock
     keep = np.flatnonzero(codes == -1)
     keep_arr = pa.array(keep)
     kept = good.take(keep_arr)
-    if turns_out is not None:  # the default profile writes the text its rules judged
-        kept = kept.set_column(kept.schema.get_field_index("turns"), "turns", turns_out.take(keep_arr))
+    if turns_out is not None or unescape_kept:  # the default profile writes the text its rules judged
+        turns = turns_out.take(keep_arr) if turns_out is not None else engine.unescape_turns(_turns(kept))
+        kept = kept.set_column(kept.schema.get_field_index("turns"), "turns", turns)
     split = engine.split_of(kept.column("link_id"), opts["fractions"], opts["salt"])
     split_counts = {s: int((split == j).sum()) for j, s in enumerate(SPLITS)}
     if opts["parquet"]:
@@ -639,6 +643,11 @@ def write_outputs(task, profile, table, bad, good, codes, turns_out, opts, clock
         "months": months,
         **clock.report(),
     }
+
+
+def _turns(table: pa.Table) -> pa.ListArray:
+    col = table.column("turns")
+    return col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
 
 
 def _drop_last(lists: pa.ListArray) -> pa.ListArray:

@@ -19,11 +19,23 @@ for every profile). The vectorized forms rest on these facts (each checked by a 
   (``ascii_lower``); non-ASCII strings take Python's ``str.lower`` in one list comprehension per batch
   (the fallbacks below name the rules; ~3% of turns in generated 2016 data).
 
-Per-row Python that remains, only for rows that need it: non-ASCII strings for the rules that
-lower-case (``blocklisted_word``, ``blocklisted_context``, ``blocklisted_subreddit``, ``bot_author``,
-``echo_response``, and the trigrams of ``bland_response``), and a final check of the few rows whose
-token hashes say "three equal tokens" (``repeated_word``). A ``long_token`` limit above 999 characters
-(RE2's repeat limit) also goes through Python.
+Per-row Python that remains, each only for the strings that need it (all in tests' random text):
+
+- non-ASCII strings, lower-cased with ``str.lower`` (``python_lower``): the subreddit
+  (``blocklisted_subreddit``), author names (``bot_author``), turns (``echo_response``), responses
+  (the trigrams of ``bland_response``);
+- non-ASCII strings checked with ``Blocklist.contains`` (``blocklisted_word``, ``blocklisted_context``:
+  ASCII text goes through one RE2 pattern built from the list; a list RE2 refuses goes all through
+  ``contains``);
+- candidates confirmed on the strings after a 64-bit hash said "maybe" (a collision can only add a
+  candidate): the rows whose tgt has three equal consecutive token hashes (``repeated_word``), the
+  context turns whose stripped lower-cased hash equals the response's (``echo_response``);
+- a ``long_token`` limit of 999 characters or more (RE2's repeat limit): every tgt through Python.
+
+Corpus-level decisions hash instead of comparing strings: ``bland_response`` looks trigrams up by
+their 64-bit hash (``fastjson.trigram_hash64``) in the frequent set. Among n distinct trigrams, some two
+share a hash with probability about n**2 / 2**65 (3e-9 for 300K, 3e-4 for 10**8); only then could a
+decision differ from the string semantics of ``bland_response`` below.
 
 What a rule sees (``InstanceView``): the turns as the profile shows them (dialogpt: GPT-normalized;
 default: HTML entities unescaped once), ``src``/``tgt`` exactly as DialoGPT's TSV writes them (with the
@@ -363,11 +375,7 @@ def _blocklist_pattern(words) -> str | None:
         return _BLOCKLIST_PATTERNS[words]
     except (KeyError, TypeError):
         pass
-    automaton = getattr(words, "_automaton", None)
-    try:
-        keys = sorted(k for k in automaton.keys() if k.isascii()) if automaton is not None else None
-    except Exception:  # an automaton without keys(): the per-row path serves
-        keys = None
+    keys = sorted(k for k in words.keywords() if k.isascii()) if hasattr(words, "keywords") else None
     pattern = None
     if keys is not None:  # "" = no ASCII keyword: no ASCII text can match
         body = "|".join(_re2_literal(k) for k in keys)
@@ -509,9 +517,10 @@ def _repeated_word_vec(b: Batch, p) -> np.ndarray:
     counts, h = fastjson.token_hash64(b.tgt)
     if len(h) < 3:
         return out
-    row = np.repeat(np.arange(b.n), counts)
-    same = (h[:-2] == h[1:-1]) & (h[1:-1] == h[2:]) & (row[:-2] == row[2:])
-    rows = np.unique(row[:-2][same])
+    first = np.flatnonzero((h[:-2] == h[1:-1]) & (h[1:-1] == h[2:]))  # token index of a run's first
+    ends = np.cumsum(counts)
+    row = np.searchsorted(ends, first, side="right")
+    rows = np.unique(row[first + 2 < ends[row]])  # the run stays inside the row
     if len(rows):
         tgts = b.tgt.take(pa.array(rows)).to_pylist()
         out[rows] = [repeated_word(InstanceView([], "", t, ""), p) is not None for t in tgts]
@@ -723,7 +732,14 @@ def _bot_boilerplate_vec(b: Batch, p) -> np.ndarray:
 
 
 # One RE2 pass over the turns finds the candidates of the four rules above (Batch.prefilter).
-_PREFILTER = "|".join(("__url__", _BRACKETS_PATTERN, _SHOUTING_PATTERN, wordlists.BOT_BOILERPLATE_REGEX))
+_PREFILTER = "|".join(
+    (
+        "__url__",
+        _BRACKETS_PATTERN,
+        _SHOUTING_PATTERN,
+        f"(?i:{wordlists.BOT_BOILERPLATE_REGEX.removeprefix('(?i)')})",
+    )
+)
 
 
 def self_reply(v: InstanceView, p) -> str | None:
@@ -755,20 +771,29 @@ def echo_response(v: InstanceView, p) -> str | None:
 
 
 def _echo_response_vec(b: Batch, p) -> np.ndarray:
-    # Each turn's t.strip().lower() hashed (strip: utf8_trim_whitespace, str.strip()'s set; lower:
-    # byte-wise for ASCII turns, Python's str.lower for the others); a context turn whose hash equals its
-    # response's is a candidate, confirmed on the strings (echoes are rare).
+    # A hash of each turn's t.strip().lower() (strip: utf8_trim_whitespace, str.strip()'s set; lower:
+    # A-Z byte-wise inside the hash for ASCII turns, Python's str.lower first for the others); a context
+    # turn whose hash equals its response's is a candidate, confirmed with Python on the strings (echoes
+    # are rare: 1 in 637K generated instances).
     ctx = b.context
     if not len(ctx):
         return np.zeros(b.n, dtype=bool)
-    norm = python_lower(pc.utf8_trim_whitespace(b.flat), b.turn_ascii)
-    h = fastjson.hash64(norm)
+    h = fastjson.hash64(pc.utf8_trim_whitespace(b.flat), ascii_lower=True)
+    other = np.flatnonzero(~b.turn_ascii)
+    if len(other):
+        low = [t.strip().lower() for t in b.flat.take(pa.array(other)).to_pylist()]
+        h[other] = fastjson.hash64(pa.array(low, pa.string()), ascii_lower=True)
     rows = b.parents[ctx]
     resp = b.last[rows]
     cand = np.flatnonzero(h[ctx] == h[resp])
     hit = np.zeros(len(ctx), dtype=bool)
     if len(cand):
-        hit[cand] = _mask(pc.equal(norm.take(pa.array(ctx[cand])), norm.take(pa.array(resp[cand]))))
+        need = np.unique(np.concatenate([ctx[cand], resp[cand]]))
+        text = dict(zip(need.tolist(), b.flat.take(pa.array(need)).to_pylist(), strict=True))
+        hit[cand] = [
+            text[t].strip().lower() == text[r].strip().lower()
+            for t, r in zip(ctx[cand].tolist(), resp[cand].tolist(), strict=True)
+        ]
     return _any_rows(hit, rows, b.n)
 
 

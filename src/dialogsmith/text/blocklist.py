@@ -51,6 +51,10 @@ class Blocklist:
     def __len__(self) -> int:
         return self._n
 
+    def keywords(self) -> list[str]:
+        """The lower-cased keywords (to build other matchers from the list)."""
+        return list(self._automaton.keys()) if self._n else []
+
     def _valid(self, text: str, end: int, length: int) -> bool:
         start = end - length + 1
         if start > 0 and text[start - 1] in _WORD_CHARS:
