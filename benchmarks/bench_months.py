@@ -116,6 +116,7 @@ def spark_start(stats_path: Path) -> float | None:
     x = s.get("extra", {})
     return (
         x.get("spark_start_seconds")
+        or (x.get("timing") or {}).get("spark_start_seconds")
         or (x.get("phase_seconds") or {}).get("spark_start")
         or ((x.get("dialogpt_tsv") or {}).get("seconds") or {}).get("spark_start")
     )
@@ -181,6 +182,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=1, help="runs of every command (%(default)s)")
     ap.add_argument("--data", default=str(REPO / "data" / "bench"), help="cache of the generated dumps")
     ap.add_argument("--json-out", help="write the rows as JSON here")
+    ap.add_argument("--keep", action="store_true", help="keep the outputs (data/bench/months-out)")
     a = ap.parse_args()
     data = Path(a.data)
     cores = os.cpu_count() or 1
@@ -193,7 +195,8 @@ def main() -> None:
           f"{RELEASED_PER_CORE:,} lines/s per core (goals: dialogpt-tsv >= 6x, pipeline >= 3x)")  # fmt: skip
     if a.json_out:
         Path(a.json_out).write_text(json.dumps(rows, indent=1))
-    shutil.rmtree(work, ignore_errors=True)
+    if not a.keep:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

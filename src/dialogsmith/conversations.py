@@ -125,7 +125,7 @@ class BuildConfig:
     bl_subreddits: str | None = None
     keys: str | None = None
     months: list[str] | None = None
-    rows_per_task: int = 1_000_000
+    rows_per_task: int = 4_000_000  # a bucket holds ~1M comments: shards only for a giant one
     extra: dict = field(default_factory=dict)
 
     @property
@@ -372,10 +372,14 @@ def list_buckets(input_dir: str) -> list[tuple[str, int]]:
 _INSTANCE_DICT_COLUMNS = ["link_id", "subreddit", "month"]
 
 
+_INSTANCE_STATS_COLUMNS = ["instance_id", "month", "target_score", "target_created_utc"]  # not the lists
+
+
 def _instances_writer(path, fs, schema) -> pq.ParquetWriter:
     return pq.ParquetWriter(
-        path, schema, filesystem=fs, compression="lz4", use_dictionary=_INSTANCE_DICT_COLUMNS
-    )
+        path, schema, filesystem=fs, compression="lz4", use_dictionary=_INSTANCE_DICT_COLUMNS,
+        write_statistics=_INSTANCE_STATS_COLUMNS,
+    )  # fmt: skip
 
 
 class _Writer:
@@ -1222,8 +1226,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--rows_per_task",
         type=int,
-        default=1_000_000,
-        help="split a bucket with more comments into several tasks [1000000]",
+        default=4_000_000,
+        help="split a bucket with more comments into several tasks [4000000]",
     )
     return p
 
@@ -1249,7 +1253,7 @@ def config_from_args(args: argparse.Namespace) -> BuildConfig:
         bl_subreddits=getattr(args, "bl_subreddits", None),
         keys=getattr(args, "keys", None),
         months=months or None,
-        rows_per_task=getattr(args, "rows_per_task", 1_000_000),
+        rows_per_task=getattr(args, "rows_per_task", 4_000_000),
         **values,
     ).validate()
 

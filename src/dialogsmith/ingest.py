@@ -256,9 +256,14 @@ def sampled_bytes(uri: str, sample: int = SAMPLE_BYTES) -> int:
     return int(out * size / len(data)) if len(data) < size else out
 
 
-def default_buckets(total_decoded_bytes: int) -> int:
-    """About 512 MiB of decoded JSON (~0.7M comments) per bucket, between 4 and 8192."""
-    return int(min(MAX_BUCKETS, max(MIN_BUCKETS, math.ceil(total_decoded_bytes / BUCKET_TARGET_BYTES))))
+def default_buckets(total_decoded_bytes: int, parallelism: int = 1) -> int:
+    """About 512 MiB of decoded JSON (~0.7M comments) per bucket, between 4 and 8192; with more than a
+    few buckets, a multiple of the cores: the later stages run one task per bucket, and equal rounds keep
+    every core busy to the end (5 buckets on 2 cores left one core idle for a fifth of the stage)."""
+    n = int(min(MAX_BUCKETS, max(MIN_BUCKETS, math.ceil(total_decoded_bytes / BUCKET_TARGET_BYTES))))
+    if n > MIN_BUCKETS and parallelism > 1:
+        n = min(MAX_BUCKETS, math.ceil(n / parallelism) * parallelism)
+    return n
 
 
 def slice_bounds(est: int, core_work: float, max_slices: int) -> list[float]:
@@ -739,7 +744,7 @@ def run(args: argparse.Namespace, input: list[str] | None = None, spark=None) ->
 
     t = time.perf_counter()
     total_est = sum(estimated_bytes(f) for f in files)
-    n_buckets = args.buckets or default_buckets(total_est)
+    n_buckets = args.buckets or default_buckets(total_est, parallelism)
     items = plan(files, getattr(args, "kind", None), getattr(args, "slices", None), parallelism, scan.sources)
     max_decoders = (
         args.max_decoders if getattr(args, "max_decoders", None) is not None else (os.cpu_count() or 1)

@@ -107,13 +107,13 @@ def build_config(args):
 
 
 def n_buckets_for(total_decoded: int, parallelism: int, requested: int | None) -> int:
-    """~512 MiB of decoded dumps per bucket, at least 2 per core and a multiple of the cores (pass 2 is
-    the heavy part: equal rounds keep every core busy)."""
+    """~512 MiB of decoded dumps per bucket, at least 4 per core and a multiple of the cores: the
+    passes over buckets end together when every core has several tasks of similar size."""
     from dialogsmith import ingest
 
     if requested:
         return requested
-    n = max(ingest.default_buckets(total_decoded), 2 * parallelism)
+    n = max(ingest.default_buckets(total_decoded), 4 * parallelism)
     return int(math.ceil(n / parallelism) * parallelism)
 
 
