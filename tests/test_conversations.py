@@ -235,3 +235,30 @@ def test_parent_index_and_leaf_flags_match_dicts(alphabet):
         parent, leaf = _parent_index_array(t1ids, pa.array(pids))
         assert parent.tolist() == want
         assert leaf.tolist() == ["t1_" + cid not in set(pids) for cid in ids]
+
+
+def test_base36_keys_native_and_numpy_agree():
+    import random
+
+    import numpy as np
+    import pyarrow as pa
+
+    from dialogsmith import idkeys
+
+    rng = random.Random(3)
+    alphabet = "0123456789abcdefghijklmnopqrstuvwxyz"
+    good = [
+        "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 12))).lstrip("0") or "a"
+        for _ in range(500)
+    ]
+    for prefix in (b"", b"t1_"):
+        ids = pa.array([prefix.decode() + g for g in good])
+        native, numpy_ = idkeys.base36_keys(ids, prefix), idkeys._numpy_keys(ids, prefix, None)
+        assert native is not None and np.array_equal(native, numpy_)
+        assert native.tolist() == [int(g, 36) for g in good]
+        for bad in ("0a", "A", "", "x" * 13, "a-b", "é"):
+            arr = pa.array([prefix.decode() + good[0], prefix.decode() + bad])
+            assert idkeys.base36_keys(arr, prefix) is None and idkeys._numpy_keys(arr, prefix, None) is None
+            rows = np.array([0])
+            assert idkeys.base36_keys(arr, prefix, rows).tolist() == [int(good[0], 36), -1]
+    assert idkeys.base36_keys(pa.array(["t3_abc", "t1_abc"]), b"t1_") is None

@@ -887,7 +887,49 @@ done:
     return result;
 }
 
+/* base36_keys(offsets int32[n+1], data, prefix bytes, out int64[n]) -> count of strings that are not
+ * prefix + a canonical reddit id (1-12 chars of [0-9a-z], no leading zero); their out is -1.
+ * idkeys.base36_keys is the Python face (and the numpy twin, same results). */
+static PyObject *base36_keys(PyObject *self, PyObject *args) {
+    Py_buffer offsets, data, prefix, out;
+    if (!PyArg_ParseTuple(args, "y*y*y*w*", &offsets, &data, &prefix, &out)) return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t n = offsets.len / 4 - 1, bad = 0;
+    const int32_t *off = offsets.buf;
+    const uint8_t *d = data.buf, *pre = prefix.buf;
+    int64_t *keys = out.buf;
+    if (n < 0 || out.len < n * 8) {
+        PyErr_SetString(PyExc_ValueError, "base36_keys: need n + 1 offsets and n int64 outputs");
+        goto done;
+    }
+    if (check_offsets(off, n, data.len, "base36_keys") < 0) goto done;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const uint8_t *s = d + off[i];
+        Py_ssize_t len = off[i + 1] - off[i] - prefix.len;
+        int64_t v = 0;
+        int ok = len >= 1 && len <= 12 && memcmp(s, pre, prefix.len) == 0;
+        s += prefix.len;
+        if (ok && s[0] == '0' && len > 1) ok = 0;
+        for (Py_ssize_t j = 0; ok && j < len; j++) {
+            uint8_t c = s[j];
+            if (c >= '0' && c <= '9') v = v * 36 + (c - '0');
+            else if (c >= 'a' && c <= 'z') v = v * 36 + (c - 'a' + 10);
+            else ok = 0;
+        }
+        keys[i] = ok ? v : -1;
+        bad += !ok;
+    }
+    result = PyLong_FromSsize_t(bad);
+done:
+    PyBuffer_Release(&offsets);
+    PyBuffer_Release(&data);
+    PyBuffer_Release(&prefix);
+    PyBuffer_Release(&out);
+    return result;
+}
+
 static PyMethodDef methods[] = {
+    {"base36_keys", base36_keys, METH_VARARGS, "int64 values of base-36 reddit ids (after a prefix)."},
     {"token_counts", token_counts, METH_VARARGS, "len(s.split()) per string of an Arrow string array."},
     {"parse_lines", parse_lines, METH_VARARGS, "Dump lines -> typed columns; see _fastjson.c."},
     {"newlines", newlines, METH_VARARGS, "Offsets of the newlines of a buffer, as int64 bytes."},

@@ -1153,7 +1153,8 @@ def _run_dialogpt(sc, input_dir, tmp, out_dir, cfg, tasks, stats, extra_sum) -> 
     fsutil.remove(work)
     stats.add(res.instances)
     stats.rows_in = res.comments
-    extra_sum.update({k: extra_sum.get(k, 0) + v for k, v in res.extra.items()})
+    for k, v in res.extra.items():
+        extra_sum[k] = v if isinstance(v, dict) else extra_sum.get(k, 0) + v
     return files
 
 

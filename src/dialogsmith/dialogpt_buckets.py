@@ -21,6 +21,7 @@ by ``make dialogpt-tsv`` (buckets of its own staging: no intermediate tables; fi
 from __future__ import annotations
 
 import hashlib
+import time
 from collections import Counter
 from dataclasses import asdict, dataclass
 
@@ -49,10 +50,12 @@ from dialogsmith.conversations import (
     dialogpt_submissions,
     instance_columns,
     load_build_lists,
+    reached_link_rule,
     string_set,
     walk_targets,
     write_instances,
 )
+from dialogsmith.idkeys import base36_keys
 from dialogsmith.ingest import later_duplicates
 from dialogsmith.stats import StageStats
 
@@ -62,6 +65,9 @@ SUBMISSION_COLUMNS = ("id", "title", "num_comments", "permalink")
 _DERIVED = ("month", "source", "line")  # added by the dump parser
 _PASS2_COLUMNS = ["id", "link_id", "parent_id", "author", "body", "score", "created_utc"]
 _PARENT_CROSS = -3  # the parent is a kept comment of another bucket (X)
+MISSING_BODY = EXTRACT_REASONS.index("missing_body")
+KEYS_NOT_DEP = EXTRACT_REASONS.index("keys_not_dep")
+SUBMISSION_NOT_KEPT = EXTRACT_REASONS.index("submission_not_kept")
 _IPC = ipc.IpcWriteOptions()  # uncompressed: written once, read once, from the page cache
 
 
@@ -150,25 +156,32 @@ def pass1_task(task: dict) -> dict:
     extra = {"submissions_read": 0, "submissions_kept": 0}
     months = set(pc.unique(rc_all["month"]).to_pylist()) | set(pc.unique(subs_all["month"]).to_pylist())
     unresolved = {}
+    # the rules that need no month (missing_body, deleted, quote, too_few_tokens): once for the bucket;
+    # keys_not_dep and submission_not_kept per month below, in the released order
+    code_all, ntok_all = dialogpt_extract_codes(rc_all, None, None)
     for month in sorted(m for m in months if m is not None):
         rows = _rows_of(rc_all, "month", month, first)
-        rc = rc_all.take(pa.array(rows)) if len(rows) < rc_all.num_rows else rc_all
         sub_rows = _rows_of(subs_all, "month", month, sub_first)
         subs = dialogpt_submissions(subs_all.take(pa.array(sub_rows)))
         extra["submissions_read"] += subs.read
         extra["submissions_kept"] += len(subs.kept_links)
-        keys = None
+        code = code_all[rows]
+        links = _contiguous(rc_all["link_id"]).take(pa.array(rows))
         if cfg.keys:
             from dialogsmith.dialogpt_keys import load_month_keys
 
-            keys = load_month_keys(cfg.keys, month, set(pc.unique(rc["link_id"]).to_pylist()))
-        code, ntok = dialogpt_extract_codes(
-            rc, string_set(subs.kept_links), string_set(keys.dep) if keys is not None else None
-        )
+            keys = load_month_keys(cfg.keys, month, set(pc.unique(links).to_pylist()))
+            t1 = pc.binary_join_element_wise("t1_", _contiguous(rc_all["id"]).take(pa.array(rows)), "")
+            dep = pc.is_in(pc.binary_join_element_wise(links, t1, "\t"), value_set=string_set(keys.dep))
+            no_dep = ~pc.fill_null(dep, False).to_numpy(zero_copy_only=False)
+            code[no_dep & (code != MISSING_BODY)] = KEYS_NOT_DEP  # it precedes every rule but missing_body
+        reach = np.flatnonzero(reached_link_rule(code))
+        link_ok = pc.is_in(links.take(pa.array(reach)), value_set=string_set(subs.kept_links))
+        code[reach[~pc.fill_null(link_ok, False).to_numpy(zero_copy_only=False)]] = SUBMISSION_NOT_KEPT
         count_codes(ins.dropped, code, EXTRACT_REASONS)
-        kept_rows = np.flatnonzero(code == -1)
-        kept = rc.select(_PASS2_COLUMNS).take(pa.array(kept_rows))
-        kept = kept.append_column("ntok", pa.array(ntok[kept_rows], pa.int32()))
+        kept_rows = rows[code == -1]
+        kept = rc_all.select(_PASS2_COLUMNS).take(pa.array(kept_rows))
+        kept = kept.append_column("ntok", pa.array(ntok_all[kept_rows], pa.int32()))
         _write_ipc(_pass1_path(task["work"], task["bucket"], month, "comments"), kept)
         links = list(subs.title)
         _write_ipc(
@@ -181,11 +194,9 @@ def pass1_task(task: dict) -> dict:
                 }
             ),
         )
-        pids = pc.fill_null(kept["parent_id"], "None")
-        parent, _ = _parent_index_array(pc.binary_join_element_wise("t1_", kept["id"], ""), pids)
-        miss = (parent == _PARENT_MISSING) & pc.starts_with(pids, "t1_").to_numpy(zero_copy_only=False)
-        if miss.any():
-            unresolved[month] = pc.unique(_contiguous(pids).filter(pa.array(miss))).to_pylist()
+        missing = _unresolved_parents(kept)
+        if missing:
+            unresolved[month] = missing
     return {
         "bucket": task["bucket"],
         "instances": ins.to_dict(),
@@ -195,6 +206,20 @@ def pass1_task(task: dict) -> dict:
         "submissions": int(sub_first.sum()),
         "unresolved": unresolved,
     }
+
+
+def _unresolved_parents(kept: pa.Table) -> list[str]:
+    """The t1 parent ids of ``kept`` that are not ids of ``kept`` (distinct)."""
+    pids = _contiguous(pc.fill_null(kept["parent_id"], "None"))
+    t1_rows = np.flatnonzero(pc.fill_null(pc.starts_with(pids, "t1_"), False).to_numpy(zero_copy_only=False))
+    own = base36_keys(kept["id"])
+    par = base36_keys(pids, b"t1_", t1_rows) if own is not None else None
+    if own is not None and par is not None:
+        miss = t1_rows[~np.isin(par[t1_rows], own)]
+    else:
+        parent, _ = _parent_index_array(pc.binary_join_element_wise("t1_", kept["id"], ""), pids)
+        miss = t1_rows[parent[t1_rows] == _PARENT_MISSING]
+    return pc.unique(pids.take(pa.array(miss))).to_pylist() if len(miss) else []
 
 
 def _empty_subs() -> pa.Table:
@@ -626,13 +651,28 @@ class BucketRun:
     pending_instances: pa.Table
 
 
+def _timed(fn):
+    """``fn`` whose result dict gains its wall and CPU seconds."""
+
+    def run(task):
+        t, c = time.perf_counter(), time.process_time()
+        out = fn(task)
+        out["seconds"], out["cpu_seconds"] = time.perf_counter() - t, time.process_time() - c
+        return out
+
+    return run
+
+
 def run_buckets(sc, tasks: list[dict], cfg: BuildConfig, work: str, profile=None, n_shards=None) -> BucketRun:
     """Run pass 1, the lookup and pass 2 over ``tasks`` (one per bucket: its comment and submission
     sources); ``profile``: filter the instances into TSV parts (dialogpt-tsv), else write Parquet."""
     conf = asdict(cfg)
     for t in tasks:
         t.update(config=conf, work=work)
-    p1 = sc.parallelize(tasks, max(1, len(tasks))).map(pass1_task).collect() if tasks else []
+    timing: dict[str, float] = {}
+    t0 = time.perf_counter()
+    p1 = sc.parallelize(tasks, max(1, len(tasks))).map(_timed(pass1_task)).collect() if tasks else []
+    timing["pass1"] = time.perf_counter() - t0
     ins = StageStats(stage="instances")
     extra = {"candidates": 0, "submissions_read": 0, "submissions_kept": 0}
     merged = Counter()
@@ -645,24 +685,23 @@ def run_buckets(sc, tasks: list[dict], cfg: BuildConfig, work: str, profile=None
         for month, ids in r["unresolved"].items():
             unresolved.setdefault(month, set()).update(ids)
     cross: dict[str, list[str]] = {}
+    t0 = time.perf_counter()
     if unresolved:
         u = sc.broadcast({m: sorted(v) for m, v in unresolved.items()})
         found = sc.parallelize(tasks, max(1, len(tasks))).map(lambda t: lookup_task(t, u.value)).collect()
         for f in found:
             for month, ids in f.items():
                 cross.setdefault(month, []).extend(ids)
+    timing["lookup"] = time.perf_counter() - t0
     cross_bc = sc.broadcast(cross)
     shards = []
     for t in tasks:
         n = (n_shards or {}).get(t["bucket"], 1)
         shards.extend({**t, "shard": s, "n_shards": n} for s in range(n))
-    p2 = (
-        sc.parallelize(shards, max(1, len(shards)))
-        .map(lambda t: pass2_task(t, cross_bc.value, profile))
-        .collect()
-        if shards
-        else []
-    )
+    t0 = time.perf_counter()
+    run2 = _timed(lambda task: pass2_task(task, cross_bc.value, profile))
+    p2 = sc.parallelize(shards, max(1, len(shards))).map(run2).collect() if shards else []
+    timing["pass2"] = time.perf_counter() - t0
     flt = StageStats(stage="filter")
     pending, chains, files, months = [], {}, [], Counter()
     for r in p2:
@@ -676,7 +715,19 @@ def run_buckets(sc, tasks: list[dict], cfg: BuildConfig, work: str, profile=None
         chains.update(r["chains"])
         files.extend(r["files"])
         months.update(r["months"])
+    t0 = time.perf_counter()
     pending_instances = finish_pending(cfg, pending, chains, ins)
+    timing["pending"] = time.perf_counter() - t0
+    extra["timing"] = {
+        "pass_seconds": {k: round(v, 3) for k, v in timing.items()},
+        "task_cpu_seconds": {
+            p: round(sum(r["cpu_seconds"] for r in rs), 3) for p, rs in (("pass1", p1), ("pass2", p2))
+        },
+        "slowest_task_seconds": {
+            p: round(max((r["seconds"] for r in rs), default=0), 3)
+            for p, rs in (("pass1", p1), ("pass2", p2))
+        },
+    }
     extra["cross_bucket_parents"] = sum(len(v) for v in cross.values())
     extra["cross_bucket_walks"] = len(pending)
     return BucketRun(

@@ -32,9 +32,40 @@ def _buffers(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
 
 def base36_keys(arr: pa.Array | pa.ChunkedArray, prefix: bytes = b"", rows: np.ndarray | None = None):
     """The base-36 value of every string (or of ``rows`` only; the others get -1) after ``prefix``,
-    or None when one of those strings is not ``prefix`` + a canonical id."""
+    or None when one of those strings is not ``prefix`` + a canonical id. The C module parses ~20 ns
+    per id; the numpy code below (executors without it) ~200 ns, with the same results."""
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
+    native = _native(arr, prefix, rows)
+    if native is not False:
+        return native
+    return _numpy_keys(arr, prefix, rows)
+
+
+def _native(arr: pa.Array, prefix: bytes, rows: np.ndarray | None):
+    """The C parser's result, or False when it cannot run here."""
+    from dialogsmith import fastjson
+
+    if not fastjson.AVAILABLE or arr.null_count or not hasattr(fastjson._fastjson, "base36_keys"):
+        return False
+    buffers = fastjson._native_buffers(arr, None)
+    if buffers is None:
+        return False
+    offsets, raw = buffers
+    keys = np.empty(len(arr), np.int64)
+    if len(keys):
+        fastjson._fastjson.base36_keys(offsets, raw if len(raw) else np.zeros(1, np.uint8), prefix, keys)
+    if rows is None:
+        return keys if not len(keys) or keys.min() >= 0 else None
+    out = np.full(len(arr), -1, dtype=np.int64)
+    picked = keys[rows]
+    if len(picked) and picked.min() < 0:
+        return None
+    out[rows] = picked
+    return out
+
+
+def _numpy_keys(arr: pa.Array, prefix: bytes, rows: np.ndarray | None):
     n = len(arr)
     out = np.full(n, -1, dtype=np.int64)
     if rows is None:

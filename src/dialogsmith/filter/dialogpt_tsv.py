@@ -213,6 +213,7 @@ def run(args, input=None) -> StageStats:
             "files": per_file,
             "skipped_inputs": {scan.sources.get(f) or f: r for f, r in sorted(scan.skipped.items())},
             "parser": dict(sorted(Counter(r["parser"] for r in p1).items())),
+            "task_seconds": {f"{r['source']}#{r['slice']}": round(r["seconds"], 3) for r in p1},
         }
         ins = res.instances
         ins.seconds = seconds["buckets"]
