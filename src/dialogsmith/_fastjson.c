@@ -387,8 +387,13 @@ static int parse_field(cur_t *c, spec_t *sp, int f, Py_ssize_t r) {
             if (kind == K_BOOL || len >= (Py_ssize_t)sizeof(text)) return 0;
             memcpy(text, num, len);
             text[len] = 0;
+            /* the parse loop runs without the GIL: take it for Python's float parser (rare: float times) */
+            PyGILState_STATE gil = PyGILState_Ensure();
             double d = PyOS_string_to_double(text, NULL, NULL);
-            if (d == -1.0 && PyErr_Occurred()) { PyErr_Clear(); return 0; }
+            int failed = d == -1.0 && PyErr_Occurred();
+            if (failed) PyErr_Clear();
+            PyGILState_Release(gil);
+            if (failed) return 0;
             if (!(d >= -9223372036854775808.0 && d < 9223372036854775808.0)) return 0;
             v = (int64_t)d;
         } else if (!fits) {
@@ -584,20 +589,20 @@ static PyObject *parse_lines(PyObject *self, PyObject *args) {
     const int64_t *st = starts.buf, *en = ends.buf;
     int64_t *out_rows = rows.buf;
     const uint8_t *base = data.buf;
-    Py_ssize_t r = 0;
-    for (Py_ssize_t i = 0; i < n; i++) {
+    Py_ssize_t r = 0, bad_line = -1;
+    int bad = 0; /* 1: bounds outside the data, 2: string buffer too small */
+    /* No Python object is touched below: the GIL is released, so that the thread decoding the dump
+     * (dumps.Prefetched) runs while this one parses. Errors are raised once the GIL is back. */
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < n && !bad; i++) {
         if (st[i] < 0 || en[i] < st[i] || en[i] > data.len) {
-            PyErr_Format(PyExc_ValueError, "line %zd: bounds [%lld, %lld) outside the data", i, (long long)st[i],
-                         (long long)en[i]);
-            goto done;
+            bad = 1, bad_line = i;
+            break;
         }
         for (int f = 0; f < sp.n; f++) {  /* a line's strings take at most its length (SSE stores included) */
-            if (sp.kind[f] == K_STR && sp.spos[f] + (en[i] - st[i]) > sp.scap[f]) {
-                PyErr_Format(PyExc_ValueError, "line %zd: string data buffer too small (line ranges that share "
-                             "bytes need the sum of their lengths)", i);
-                goto done;
-            }
+            if (sp.kind[f] == K_STR && sp.spos[f] + (en[i] - st[i]) > sp.scap[f]) bad = 2, bad_line = i;
         }
+        if (bad) break;
         cur_t c = {base + st[i], base + en[i]};
         for (int f = 0; f < sp.n; f++) {  /* typed fields default to 0 so that unused slots are defined */
             if (sp.kind[f] != K_STR) sp.ints[f][r] = 0;
@@ -612,6 +617,17 @@ static PyObject *parse_lines(PyObject *self, PyObject *args) {
                 if (sp.kind[f] == K_STR) sp.spos[f] = sp.offsets[f][r];
             }
         }
+    }
+    Py_END_ALLOW_THREADS
+    if (bad == 1) {
+        PyErr_Format(PyExc_ValueError, "line %zd: bounds [%lld, %lld) outside the data", bad_line,
+                     (long long)st[bad_line], (long long)en[bad_line]);
+        goto done;
+    }
+    if (bad == 2) {
+        PyErr_Format(PyExc_ValueError, "line %zd: string data buffer too small (line ranges that share "
+                     "bytes need the sum of their lengths)", bad_line);
+        goto done;
     }
     result = PyLong_FromSsize_t(r);
 done:

@@ -416,6 +416,70 @@ def decoded_chunks(uri: str, read_size: int = 1 << 20) -> Iterator[bytes]:
         src.close()
 
 
+class Prefetched:
+    """A chunk generator run in its own thread, up to ``depth`` chunks ahead of the consumer.
+
+    The decoders (zstandard, bz2, lzma, zlib) release the GIL while they decode, so decoding a dump
+    overlaps with parsing and staging it in the caller's thread: one task keeps ~1.8 cores busy on one
+    file without cutting it into slices that decode its prefix again (measured on a 5.1M-line month: the
+    two slices of one file spent 2 s decoding the first slice's half twice). The generator's exception
+    (a DecodeFailure after the last good bytes) reaches the consumer in order."""
+
+    _END = object()
+
+    def __init__(self, chunks: Iterator[bytes], depth: int = 8):
+        import queue
+        import threading
+
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._chunks = chunks
+        self._thread = threading.Thread(target=self._run, name="dump-decoder", daemon=True)
+        self._thread.start()
+
+    def _put(self, item) -> bool:
+        import queue
+
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self) -> None:
+        try:
+            for chunk in self._chunks:
+                if not self._put(chunk):
+                    return
+            self._put(self._END)
+        except BaseException as e:  # handed to the consumer, raised there
+            self._put(e)
+        finally:
+            self._chunks.close()
+
+    def __iter__(self) -> Iterator[bytes]:
+        while True:
+            item = self._queue.get()
+            if item is self._END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def close(self) -> None:
+        import queue
+
+        self._stop.set()
+        while self._thread.is_alive():
+            try:
+                self._queue.get(timeout=0.05)
+            except queue.Empty:
+                pass
+        self._thread.join()
+
+
 @dataclass
 class Block:
     index: int  # 0-based block number in the file (deterministic for a given block_size)
@@ -524,8 +588,10 @@ class DumpReader:
         uri: str,
         block_size: int = DEFAULT_BLOCK_SIZE,
         byte_range: tuple[int, int | None] | None = None,
+        prefetch: bool = True,
     ):
         self.uri = uri
+        self.prefetch = prefetch  # decode in a thread, ahead of the caller (see Prefetched)
         self.block_size = max(1, int(block_size))
         self.start, self.stop = byte_range if byte_range else (0, None)
         self.lines = 0
@@ -555,10 +621,16 @@ class DumpReader:
         return block
 
     def __iter__(self) -> Iterator[Block]:
+        chunks = Prefetched(decoded_chunks(self.uri)) if self.prefetch else decoded_chunks(self.uri)
+        try:
+            yield from self._blocks(chunks)
+        finally:
+            chunks.close()
+
+    def _blocks(self, chunks) -> Iterator[Block]:
         buf = _Pending()
         index = offset = 0
         stop = self.stop
-        chunks = decoded_chunks(self.uri)
         try:
             for chunk in chunks:
                 buf.append(chunk)
