@@ -170,7 +170,8 @@ def test_hand_made_chains_across_buckets(spark, tmp_path, use_title):
     got = instances_of(inst)
     assert got == want
     stats = StageStats.read(str(inst / "stats.json"))
-    assert stats.extra["cross_bucket_parents"] >= 4 and stats.extra["cross_bucket_walks"] >= 3
+    assert stats.extra["cross_bucket_candidates"] >= 4 and stats.extra["cross_bucket_walks"] >= 3
+    assert stats.extra["deferred_targets"] >= 1  # d1: a leaf in its bucket, replied to from another
     # dialogpt-tsv: the same instances through the filter's rules, as TSV lines
     filt = tmp_path / "filt"
     assert filter_job.main(["--input", str(inst), "--output", str(filt), "--profile", "dialogpt",
@@ -211,4 +212,4 @@ def test_generated_months_with_cross_thread_parents(spark, tmp_path):
     inst = tmp_path / "inst"
     assert conversations.main(["--input", str(extract), "--output", str(inst), "--profile", "dialogpt"]) == 0
     assert instances_of(inst) == want
-    assert cross and StageStats.read(str(inst / "stats.json")).extra["cross_bucket_parents"] > 0
+    assert cross and StageStats.read(str(inst / "stats.json")).extra["cross_bucket_candidates"] > 0

@@ -1143,11 +1143,11 @@ def _run_dialogpt(sc, input_dir, tmp, out_dir, cfg, tasks, stats, extra_sum) -> 
     work = fsutil.join(tmp, "_work")
     res = dialogpt_buckets.run_buckets(sc, jobs, cfg, work, None, n_shards)
     files = len(res.files)
-    if res.pending_instances.num_rows:  # walks that crossed buckets, completed by the driver
+    if res.settled_instances.num_rows:  # targets the driver settled (walks across buckets, leaves)
         w = _Writer(
             out_dir, "part-crossing.parquet", with_metadata(INSTANCES, "instances", INSTANCES_VERSION)
         )
-        w.write_columns({f.name: res.pending_instances[f.name] for f in INSTANCES})
+        w.write_columns({f.name: res.settled_instances[f.name] for f in INSTANCES})
         w.close()
         files += 1
     fsutil.remove(work)

@@ -3,16 +3,21 @@
 The released extractor works one month at a time and looks parents up by id in the whole month. Buckets
 hold whole threads (rows are bucketed by ``link_id``), so a parent in the same thread is always in its
 child's bucket; only a parent named across threads (broken or synthetic data, rare) can lie in another
-bucket. Three passes over the buckets, each task holding one bucket:
+bucket. So that every bucket is read once:
 
-1. ``pass1_task``: the duplicate-id rule (the first copy by (source, line) stays), pass 1 per month
-   (``conversations.dialogpt_submissions`` / ``dialogpt_extract_codes``), the kept comments written to the
-   work directory for pass 2; returns the ids of the parents it could not find in the bucket (U).
-2. ``lookup_task``: which of the month's U are kept comments of this bucket (X: cross-bucket parents).
-3. ``pass2_task``: pass 2 with X known. A comment of X is not a leaf; a walk that reaches a comment whose
-   parent is in X cannot finish in this bucket and is returned as *pending*, with the chain above each
-   comment of X (exported by its own bucket). Every other target is final: an instance, or (dialogpt-tsv)
-   the filter's TSV line. ``finish_pending`` (driver) completes the pending walks: a handful per month.
+1. *References*: per comment, a 64-bit key of its id and of its t1 parent's id, with its bucket (written by
+   the extract stage's first phase, ``ingest._References``, or by ``references_task`` from the extract
+   output), partitioned by key. ``cross_pairs_task`` joins each partition: the keys named as parent from
+   another bucket (candidates; a key collision only adds a candidate, settled exactly below).
+2. ``bucket_task``, one per bucket: the duplicate-id rule (the first copy by (source, line) stays), pass 1
+   per month (``conversations.dialogpt_submissions`` / ``dialogpt_extract_codes``), then pass 2
+   (``month_pass2``). A walk that reaches a comment whose parent is a candidate cannot finish here: it
+   is returned *pending*; a candidate parent's chain (the comments above it) is exported; a candidate
+   target whose leaf status depends on another bucket (leaves_only) is *deferred* with its outcome.
+   Everything else is final: instances, or (dialogpt-tsv) the filter's TSV lines.
+3. ``settle`` (driver): completes the pending walks with the chains, decides the deferred targets with
+   the kept children other buckets reported (the released rule: a comment some kept comment replies to
+   is not a leaf); a few hundred rows per month.
 
 Used by the instances stage (``--profile dialogpt``: buckets of the extract output, instance Parquet) and
 by ``make dialogpt-tsv`` (buckets of its own staging: no intermediate tables; filtered TSV lines).
@@ -35,12 +40,12 @@ from dialogsmith import fsutil
 from dialogsmith.conversations import (
     _PARENT_MISSING,
     EXTRACT_REASONS,
+    TARGET_REASONS,
     BuildConfig,
     Targets,
     TurnSource,
     _contiguous,
     _count,
-    _drop,
     _instances_writer,
     _parent_index_array,
     _released_order,
@@ -55,7 +60,7 @@ from dialogsmith.conversations import (
     walk_targets,
     write_instances,
 )
-from dialogsmith.idkeys import base36_keys
+from dialogsmith.idkeys import References, id_key, parent_keys
 from dialogsmith.ingest import later_duplicates
 from dialogsmith.stats import StageStats
 
@@ -105,24 +110,10 @@ def _empty(columns: list[str]) -> pa.Table:
     return pa.table({c: pa.array([], COMMENTS.field(c).type) for c in columns})
 
 
-def _write_ipc(uri: str, table: pa.Table) -> None:
-    fs, path = fsutil.resolve(uri)
-    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
-    with fs.open_output_stream(path) as sink, ipc.new_file(sink, table.schema, options=_IPC) as w:
-        w.write_table(table)
-
-
 def _read_ipc(uri: str) -> pa.Table:
     fs, path = fsutil.resolve(uri)
     with fs.open_input_file(path) as f:
         return ipc.open_file(f).read_all()
-
-
-def _pass1_path(work: str, bucket: str, month: str, what: str) -> str:
-    return fsutil.join(work, "pass1", bucket, f"{month}.{what}.arrow")
-
-
-# --- pass 1 ------------------------------------------------------------------------------------------
 
 
 def _rows_of(table: pa.Table, column: str, value: str, keep: np.ndarray | None) -> np.ndarray:
@@ -131,12 +122,87 @@ def _rows_of(table: pa.Table, column: str, value: str, keep: np.ndarray | None) 
     return np.flatnonzero(hit if keep is None else hit & keep)
 
 
-def pass1_task(task: dict) -> dict:
-    """One bucket: dedup, pass 1 per month; the kept comments (+ token counts) and the month's readable
-    submissions go to the work dir. Returns stats and, per month, the parents not found here (U).
+def _empty_subs() -> pa.Table:
+    from dialogsmith.schemas import SUBMISSIONS
+
+    cols = [*SUBMISSION_COLUMNS, "link_id", *_DERIVED]
+    return pa.table({c: pa.array([], SUBMISSIONS.field(c).type) for c in cols})
+
+
+# --- references across buckets ---------------------------------------------------------------------
+
+
+def references_task(task: dict) -> dict:
+    """The references of one bucket of the extract output (the staging path writes them in phase 1)."""
+    table = load_rows(task["comments"], ["id", "parent_id", "link_id"])
+    refs = References(task["references"], f"b{task['bucket'].split('=', 1)[-1]}", task["parts"])
+    if table is not None and table.num_rows:
+        bucket = int(task["bucket"].split("=", 1)[-1])
+        refs.add(table, np.full(table.num_rows, bucket, dtype=np.int32))
+    return {"files": refs.close()}
+
+
+def cross_pairs_task(files: list[str]) -> list[tuple[int, int, int]]:
+    """(key, bucket of the comment with that id, bucket of a comment naming it as parent) for the keys
+    named from another bucket than their own: the candidates of cross-bucket parents. Vectorized: the
+    own keys sorted once, every named key looked up (a key held in several buckets, by a duplicate line
+    or a hash collision, is a candidate for all of them)."""
+    tables = [_read_ipc(f) for f in files]
+    if not tables:
+        return []
+    t = pa.concat_tables(tables)
+    keys, buckets, named = (t[c].to_numpy() for c in ("key", "bucket", "named"))
+    own_keys, own_buckets = keys[~named], buckets[~named]
+    ref_keys, ref_buckets = keys[named], buckets[named]
+    if not len(own_keys) or not len(ref_keys):
+        return []
+    order = np.argsort(own_keys, kind="stable")
+    sk, sb = own_keys[order], own_buckets[order]
+    starts = np.flatnonzero(np.r_[True, sk[1:] != sk[:-1]])  # runs of equal keys
+    uk = sk[starts]
+    lo, hi = np.minimum.reduceat(sb, starts), np.maximum.reduceat(sb, starts)
+    pos = np.minimum(np.searchsorted(uk, ref_keys), len(uk) - 1)
+    found = uk[pos] == ref_keys
+    cross = found & ((lo[pos] != ref_buckets) | (hi[pos] != ref_buckets))
+    out = set()
+    for r in np.flatnonzero(cross):
+        a, b = starts[pos[r]], (starts[pos[r] + 1] if pos[r] + 1 < len(starts) else len(sk))
+        for own_bucket in set(sb[a:b].tolist()):
+            if own_bucket != ref_buckets[r]:
+                out.add((int(ref_keys[r]), int(own_bucket), int(ref_buckets[r])))
+    return sorted(out)
+
+
+@dataclass
+class CrossKeys:
+    """A bucket's side of the candidate cross-bucket pairs (keys of ids, see ``id_key``)."""
+
+    parents: np.ndarray  # keys of this bucket's comments named as parent from another bucket
+    children: np.ndarray  # keys of parents in another bucket named by this bucket's comments
+
+
+def cross_keys_by_bucket(pairs: list[tuple[int, int, int]]) -> dict[str, CrossKeys]:
+    by: dict[str, tuple[set, set]] = {}
+    for key, parent_bucket, child_bucket in pairs:
+        by.setdefault(f"bucket={parent_bucket}", (set(), set()))[0].add(key)
+        by.setdefault(f"bucket={child_bucket}", (set(), set()))[1].add(key)
+    return {
+        b: CrossKeys(np.array(sorted(p), np.uint64), np.array(sorted(c), np.uint64))
+        for b, (p, c) in by.items()
+    }
+
+
+_NO_CROSS = CrossKeys(np.zeros(0, np.uint64), np.zeros(0, np.uint64))
+
+
+# --- the bucket task: pass 1, then pass 2 ------------------------------------------------------------
+
+
+def pass1(task: dict, cfg: BuildConfig) -> tuple[dict, StageStats, dict, dict, int, int]:
+    """Dedup and pass 1 of one bucket: {month: (kept comments + ntok, readable submissions)}, the
+    instances stats so far, extras, merged duplicates, comments and submissions after dedup.
 
     Masks are combined first and the kept rows copied once (a filter per rule copied every body)."""
-    cfg = BuildConfig(**task["config"])
     subs_all = load_rows(task["submissions"], [*SUBMISSION_COLUMNS, "link_id", *_DERIVED])
     rc_all = load_rows(task["comments"], [*COMMENT_COLUMNS, *_DERIVED])
     if rc_all is None:
@@ -155,10 +221,10 @@ def pass1_task(task: dict) -> dict:
     ins = StageStats(stage="instances", rows_in=int(first.sum()))
     extra = {"submissions_read": 0, "submissions_kept": 0}
     months = set(pc.unique(rc_all["month"]).to_pylist()) | set(pc.unique(subs_all["month"]).to_pylist())
-    unresolved = {}
     # the rules that need no month (missing_body, deleted, quote, too_few_tokens): once for the bucket;
     # keys_not_dep and submission_not_kept per month below, in the released order
     code_all, ntok_all = dialogpt_extract_codes(rc_all, None, None)
+    out = {}
     for month in sorted(m for m in months if m is not None):
         rows = _rows_of(rc_all, "month", month, first)
         sub_rows = _rows_of(subs_all, "month", month, sub_first)
@@ -182,66 +248,62 @@ def pass1_task(task: dict) -> dict:
         kept_rows = rows[code == -1]
         kept = rc_all.select(_PASS2_COLUMNS).take(pa.array(kept_rows))
         kept = kept.append_column("ntok", pa.array(ntok_all[kept_rows], pa.int32()))
-        _write_ipc(_pass1_path(task["work"], task["bucket"], month, "comments"), kept)
-        links = list(subs.title)
-        _write_ipc(
-            _pass1_path(task["work"], task["bucket"], month, "submissions"),
-            pa.table(
-                {
-                    "link_id": pa.array(links, pa.string()),
-                    "title": pa.array([subs.title[x] for x in links], pa.string()),
-                    "subreddit": pa.array([subs.subreddit[x] for x in links], pa.string()),
-                }
-            ),
+        links_t = list(subs.title)
+        readable = pa.table(
+            {
+                "link_id": pa.array(links_t, pa.string()),
+                "title": pa.array([subs.title[x] for x in links_t], pa.string()),
+                "subreddit": pa.array([subs.subreddit[x] for x in links_t], pa.string()),
+            }
         )
-        missing = _unresolved_parents(kept)
-        if missing:
-            unresolved[month] = missing
+        out[month] = (kept, readable)
+    return out, ins, extra, dict(merged), int(first.sum()), int(sub_first.sum())
+
+
+def bucket_task(task: dict, cross: dict[str, CrossKeys], profile=None) -> dict:
+    """One bucket (one shard of its candidates): pass 1, then pass 2 for every month, knowing the
+    candidate cross-bucket pairs. Writes instances (``task["out"]`` Parquet) or the filter's TSV lines
+    (with ``profile``); returns stats, and what the driver settles (pending walks, chains, deferred
+    targets, kept children naming a candidate parent)."""
+    cfg = BuildConfig(**task["config"])
+    bl_words, bl_subs = load_build_lists(cfg)
+    months, ins, extra, merged, n_comments, n_subs = pass1(task, cfg)
+    if task["shard"] > 0:  # shard 0 accounts for the bucket's comments and pass 1 (every shard reads them)
+        ins, extra = StageStats(stage="instances"), {"submissions_read": 0, "submissions_kept": 0}
+        merged, n_comments, n_subs = {}, 0, 0
+    extra["candidates"] = 0
+    flt = StageStats(stage="filter")
+    settle: dict = {"pending": [], "chains": {}, "deferred": [], "named": []}
+    writer = _InstanceSink(task, profile, flt)
+    keys_of = cross.get(task["bucket"], _NO_CROSS)
+    for month, (rc, subs) in months.items():
+        keys = None
+        if cfg.keys:
+            from dialogsmith.dialogpt_keys import load_month_keys
+
+            keys = load_month_keys(cfg.keys, month, set(pc.unique(rc["link_id"]).to_pylist()))
+        out = month_pass2(cfg, task, month, rc, subs, keys, bl_words, bl_subs, keys_of, ins, extra)
+        if out.instances is not None:
+            writer.write(month, out.instances)
+        for k in ("pending", "deferred", "named"):
+            settle[k].extend(out.settle[k])
+        if task["shard"] == 0:
+            settle["chains"].update(out.settle["chains"])
+    writer.close()
+    ins.rows_out = writer.instances
     return {
         "bucket": task["bucket"],
+        "shard": task["shard"],
         "instances": ins.to_dict(),
+        "filter": flt.to_dict(),
         "extra": extra,
-        "merged": dict(merged),
-        "comments": int(first.sum()),
-        "submissions": int(sub_first.sum()),
-        "unresolved": unresolved,
+        "merged": merged,
+        "comments": n_comments,
+        "submissions": n_subs,
+        "settle": settle,
+        "files": writer.files,
+        "months": writer.lines_per_month,
     }
-
-
-def _unresolved_parents(kept: pa.Table) -> list[str]:
-    """The t1 parent ids of ``kept`` that are not ids of ``kept`` (distinct)."""
-    pids = _contiguous(pc.fill_null(kept["parent_id"], "None"))
-    t1_rows = np.flatnonzero(pc.fill_null(pc.starts_with(pids, "t1_"), False).to_numpy(zero_copy_only=False))
-    own = base36_keys(kept["id"])
-    par = base36_keys(pids, b"t1_", t1_rows) if own is not None else None
-    if own is not None and par is not None:
-        miss = t1_rows[~np.isin(par[t1_rows], own)]
-    else:
-        parent, _ = _parent_index_array(pc.binary_join_element_wise("t1_", kept["id"], ""), pids)
-        miss = t1_rows[parent[t1_rows] == _PARENT_MISSING]
-    return pc.unique(pids.take(pa.array(miss))).to_pylist() if len(miss) else []
-
-
-def _empty_subs() -> pa.Table:
-    from dialogsmith.schemas import SUBMISSIONS
-
-    cols = [*SUBMISSION_COLUMNS, "link_id", *_DERIVED]
-    return pa.table({c: pa.array([], SUBMISSIONS.field(c).type) for c in cols})
-
-
-def lookup_task(task: dict, unresolved: dict[str, list[str]]) -> dict[str, list[str]]:
-    """Per month: which unresolved parent ids (of any bucket) are kept comments of this bucket."""
-    found = {}
-    for month, ids in unresolved.items():
-        uri = _pass1_path(task["work"], task["bucket"], month, "comments")
-        if not ids or not fsutil.exists(uri):
-            continue
-        t1ids = pc.binary_join_element_wise("t1_", _read_ipc(uri)["id"], "")
-        hit = pc.is_in(t1ids, value_set=pa.array(ids, pa.string()))
-        here = pc.filter(t1ids, hit).to_pylist()
-        if here:
-            found[month] = here
-    return found
 
 
 # --- pass 2 ------------------------------------------------------------------------------------------
@@ -258,71 +320,15 @@ class Turn:
     weight: float
 
 
-def pass2_task(task: dict, cross: dict[str, list[str]], profile=None) -> dict:
-    """One bucket (one shard of its candidates): pass 2 for every month, knowing the month's cross-bucket
-    parents. Writes instances (``task["out"]`` Parquet) or the filter's TSV lines (with ``profile``);
-    returns stats, the pending walks and the chains above this bucket's cross parents."""
-    cfg = BuildConfig(**task["config"])
-    bl_words, bl_subs = load_build_lists(cfg)
-    ins = StageStats(stage="instances")
-    flt = StageStats(stage="filter")
-    extra = {"candidates": 0}
-    pending, chains = [], {}
-    writer = _InstanceSink(task, profile, flt)
-    months = sorted(
-        {
-            name.split(".", 1)[0]
-            for name in _listdir(fsutil.join(task["work"], "pass1", task["bucket"]))
-            if name.endswith(".comments.arrow")
-        }
-    )
-    for month in months:
-        rc = _read_ipc(_pass1_path(task["work"], task["bucket"], month, "comments"))
-        subs = _read_ipc(_pass1_path(task["work"], task["bucket"], month, "submissions"))
-        keys = None
-        if cfg.keys:
-            from dialogsmith.dialogpt_keys import load_month_keys
-
-            keys = load_month_keys(cfg.keys, month, set(pc.unique(rc["link_id"]).to_pylist()))
-        out = month_pass2(
-            cfg, task, month, rc, subs, keys, bl_words, bl_subs, set(cross.get(month, ())), ins, extra
-        )
-        if out.instances is not None:
-            writer.write(month, out.instances)
-        pending.extend(out.pending)
-        if task["shard"] == 0:
-            chains.update(out.chains)
-    writer.close()
-    ins.rows_out = writer.instances
-    return {
-        "bucket": task["bucket"],
-        "shard": task["shard"],
-        "instances": ins.to_dict(),
-        "filter": flt.to_dict(),
-        "extra": extra,
-        "pending": pending,
-        "chains": chains,
-        "files": writer.files,
-        "months": writer.lines_per_month,
-    }
-
-
-def _listdir(uri: str) -> list[str]:
-    import pyarrow.fs as pafs
-
-    fs, path = fsutil.resolve(uri)
-    infos = fs.get_file_info(pafs.FileSelector(path, recursive=False, allow_not_found=True))
-    return sorted(i.base_name for i in infos)
-
-
 @dataclass
 class MonthResult:
     instances: pa.Table | None
-    pending: list[dict]
-    chains: dict
+    settle: dict  # pending walks, chains, deferred targets, kept children naming a candidate parent
 
 
-def month_pass2(cfg, task, month, rc, subs, keys, bl_words, bl_subs, cross_ids, ins, extra) -> MonthResult:
+def month_pass2(
+    cfg, task, month, rc, subs, keys, bl_words, bl_subs, cross: CrossKeys, ins, extra
+) -> MonthResult:
     """Pass 2 of one month of one bucket (the released conv step, vectorized over the targets)."""
     from dialogsmith.text.dialogpt import (
         gpt_normalize,
@@ -331,7 +337,6 @@ def month_pass2(cfg, task, month, rc, subs, keys, bl_words, bl_subs, cross_ids, 
         minimal_normalize_array,
     )
 
-    drops = ins.dropped
     sub_title = dict(zip(subs["link_id"].to_pylist(), subs["title"].to_pylist(), strict=True))
     sub_subreddit = dict(zip(subs["link_id"].to_pylist(), subs["subreddit"].to_pylist(), strict=True))
     ntok = rc["ntok"].to_numpy()
@@ -339,41 +344,48 @@ def month_pass2(cfg, task, month, rc, subs, keys, bl_words, bl_subs, cross_ids, 
     t1ids = _contiguous(pc.binary_join_element_wise("t1_", rc["id"], ""))
     links = _contiguous(rc["link_id"])
     parent, leaf = _parent_index_array(t1ids, pids)
-    is_cross_parent = np.zeros(len(parent), dtype=bool)
-    if cross_ids:
-        value_set = pa.array(sorted(cross_ids), pa.string())
-        is_cross_parent = pc.fill_null(pc.is_in(t1ids, value_set=value_set), False).to_numpy(
-            zero_copy_only=False
-        )
-        leaf &= ~is_cross_parent  # a comment of another bucket replies to it
-        to_cross = (parent == _PARENT_MISSING) & pc.fill_null(
-            pc.is_in(pids, value_set=value_set), False
-        ).to_numpy(zero_copy_only=False)
-        parent[to_cross] = _PARENT_CROSS
+    # candidates of cross-bucket pairs (see the module docstring)
+    maybe_parent = np.zeros(len(parent), dtype=bool)
+    if len(cross.parents):
+        maybe_parent = np.isin(id_key(rc["id"]), cross.parents)
+    named = []
+    if len(cross.children):
+        rows, key = parent_keys(pids)
+        child = rows[(parent[rows] == _PARENT_MISSING) & np.isin(key, cross.children)]
+        parent[child] = _PARENT_CROSS
+        named = [(month, pid) for pid in pids.take(pa.array(child)).to_pylist()]  # kept children name them
     over_long = ntok > cfg.max_len if cfg.max_len else np.zeros(len(ntok), dtype=bool)
     if task["n_shards"] > 1:  # contiguous slices of the released order (whole threads per shard)
         cand = _shard(_released_order(links, pids, rc["id"]), task)
     else:  # the order of the output lines does not matter (compare sorted, as the spec says)
         cand = np.arange(rc.num_rows, dtype=np.int64)
     extra["candidates"] += len(cand)
+    reason = np.full(len(cand), -1, dtype=np.int16)  # index in TARGET_REASONS; -1: still a target
+
+    def rule(bad: np.ndarray, name: str) -> None:
+        hit = bad & (reason < 0)
+        reason[hit] = TARGET_REASONS.index(name)
+
     links_list = None
     if keys is not None:
         links_list = links.to_pylist()
         ids_list = t1ids.to_pylist()
-        ok = np.fromiter((links_list[i] + "\t" + ids_list[i] in keys.keep for i in cand), bool, len(cand))
-        cand = cand[_drop(drops, "not_in_keys", ~ok)]
+        rule(
+            ~np.fromiter((links_list[i] + "\t" + ids_list[i] in keys.keep for i in cand), bool, len(cand)),
+            "not_in_keys",
+        )
     if cfg.leaves_only:
-        cand = cand[_drop(drops, "not_leaf", ~leaf[cand])]
+        rule(~leaf[cand], "not_leaf")
+    # a candidate parent that is a leaf here: another bucket's kept comment may reply to it (settled later)
+    deferred = maybe_parent[cand] & (reason < 0) if cfg.leaves_only else np.zeros(len(cand), dtype=bool)
     if bl_subs is not None:
         if links_list is None:
             links_list = links.to_pylist()
         subs_c = [sub_subreddit.get(links_list[i], "") for i in cand]
-        missing = np.fromiter((not s for s in subs_c), bool, len(cand))
-        blocked = np.fromiter((bool(s) and s in bl_subs for s in subs_c), bool, len(cand))
-        _count(drops, "missing_submission", int(missing.sum()))
-        cand = cand[~missing & _drop(drops, "blocked_subreddit", blocked)]
+        rule(np.fromiter((not x for x in subs_c), bool, len(cand)), "missing_submission")
+        rule(np.fromiter((bool(x) and x in bl_subs for x in subs_c), bool, len(cand)), "blocked_subreddit")
     scores = pc.fill_null(rc["score"], 0).to_numpy(zero_copy_only=False)
-    cand = cand[_drop(drops, "low_score", scores[cand] < cfg.min_score)]
+    rule(scores[cand] < cfg.min_score, "low_score")
 
     discard = keys.discard_hashes if keys else None
 
@@ -384,18 +396,17 @@ def month_pass2(cfg, task, month, rc, subs, keys, bl_words, bl_subs, cross_ids, 
             return 0.0
         return 1.0
 
+    def weights_of(texts: pa.Array) -> pa.Array:
+        if bl_words is None and not discard:
+            return pa.array(np.ones(len(texts), np.float32))
+        return pa.array([weight(x) for x in texts.to_pylist()], pa.float32())
+
     def texts(needed_rows: np.ndarray) -> tuple[pa.Array, pa.Array]:
         # Each distinct body is normalized once (the normalization is a pure function of the body). The
         # rstrip of pass 1 changes nothing here: GPT normalization starts by splitting on whitespace.
         enc = pc.dictionary_encode(_contiguous(rc["body"].take(pa.array(needed_rows))))
         uniq = gpt_normalize_array(minimal_normalize_array(enc.dictionary))
-        w = weights_of(uniq)
-        return uniq.take(enc.indices), w.take(enc.indices)
-
-    def weights_of(texts: pa.Array) -> pa.Array:
-        if bl_words is None and not discard:
-            return pa.array(np.ones(len(texts), np.float32))
-        return pa.array([weight(x) for x in texts.to_pylist()], pa.float32())
+        return uniq.take(enc.indices), weights_of(uniq).take(enc.indices)
 
     def title_turn(link: str) -> Turn | None:
         raw = sub_title.get(link)
@@ -417,28 +428,30 @@ def month_pass2(cfg, task, month, rc, subs, keys, bl_words, bl_subs, cross_ids, 
             )
         ]  # fmt: skip
 
-    # -- the walks; those that reach a cross child wait for the driver
-    walks = walk_targets(cand, parent, over_long, cfg.max_depth, detect_cycles=False)
-    last = walks.steps[np.arange(len(cand)), np.maximum(walks.length - 1, 0)] if len(cand) else cand
+    # -- the walks of the targets still alive; those that reach a cross child wait for the driver
+    alive = np.flatnonzero(reason < 0)
+    walks = walk_targets(cand[alive], parent, over_long, cfg.max_depth, detect_cycles=False)
+    last = walks.steps[np.arange(len(alive)), np.maximum(walks.length - 1, 0)] if len(alive) else alive
     waiting = (walks.length > 0) & (walks.length < cfg.max_depth) & (parent[last] == _PARENT_CROSS)
     pending = []
     for k in np.flatnonzero(waiting):
         rows = walks.steps[k, : walks.length[k]]
-        target = int(cand[k])
+        target = int(cand[alive[k]])
         pending.append(
             {
                 "month": month,
                 "target": _target_info(rc, t1ids, pids, links, sub_subreddit, target),
                 "turns": [asdict(t) for t in turns_of(rows)],  # newest first
                 "next": pids[int(rows[-1])].as_py(),
+                "deferred": bool(deferred[alive[k]]),
             }
         )
-    t = Targets(cand, walks, np.zeros(len(cand), dtype=bool), np.full(len(cand), -1, dtype=np.int64))
-    t = t.keep(~waiting)
+    t = Targets(alive, walks, np.zeros(len(alive), dtype=bool), np.full(len(alive), -1, dtype=np.int64))
+    t = t.keep(~waiting)  # rows: positions in cand
 
-    # -- the chains above this bucket's cross parents (rare), for the pending walks of other buckets
+    # -- the chains above this bucket's candidate parents, for the pending walks of other buckets
     chains = {}
-    members = np.flatnonzero(is_cross_parent)
+    members = np.flatnonzero(maybe_parent)
     if len(members):
         cw = walk_targets(members, parent, over_long, cfg.max_depth, detect_cycles=False)
         for k, x in enumerate(members):
@@ -465,12 +478,23 @@ def month_pass2(cfg, task, month, rc, subs, keys, bl_words, bl_subs, cross_ids, 
             len(top_links),
         )
 
-    t = _trim(cfg, t, over_long, links, title_index, drops)
+    t = _trim(cfg, t, cand, over_long, links, title_index, rule, reason)
+    waiting_pos = alive[waiting]
+    counted = ~deferred
+    counted[waiting_pos] = False
+    count_codes(ins.dropped, np.where(counted, reason, -1), TARGET_REASONS)
+    settle = {"pending": pending, "chains": chains, "named": named, "deferred": []}
+    for pos in np.flatnonzero(deferred & (reason >= 0)):
+        settle["deferred"].append(
+            {"month": month, "id": t1ids[int(cand[pos])].as_py(), "reason": TARGET_REASONS[reason[pos]]}
+        )
     if len(t.rows) == 0:
-        return MonthResult(None, pending, chains)
+        return MonthResult(None, settle)
     titles = [(tt.raw, tt.text, tt.weight) for tt in (title_turn(link) for link in title_rows)]
     source = TurnSource(t1ids, _contiguous(rc["author"]), _contiguous(rc["body"]), texts, titles)
     # for the TSV only turns and weights matter: no raw texts, authors or turn ids are gathered
+    t_rows = t.rows
+    t.rows = cand[t_rows]  # positions in cand -> comment rows
     cols = instance_columns(cfg, t, rc.num_rows, source, texts_only=task.get("tsv") is not None)
     take = pa.array(t.rows)
     target_links = links.take(take)
@@ -481,11 +505,21 @@ def month_pass2(cfg, task, month, rc, subs, keys, bl_words, bl_subs, cross_ids, 
         sink, cfg, t, cols, target_links, pids.take(take), t1ids.take(take), pa.array(subreddits, pa.string()),
         pa.array([month] * nt, pa.string()), rc["score"].take(take), rc["created_utc"].take(take),
     )  # fmt: skip
-    return MonthResult(sink.table, pending, chains)
+    table = sink.table
+    held = deferred[t_rows]
+    if held.any():  # a deferred target's instance waits for the driver
+        settle["deferred"] += [
+            {"month": month, "id": row["instance_id"], "instance": row}
+            for row in table.filter(pa.array(held)).to_pylist()
+        ]
+        table = table.filter(pa.array(~held))
+    return MonthResult(table, settle)
 
 
-def _trim(cfg: BuildConfig, t: Targets, over_long, links, title_index, drops) -> Targets:
-    """The title turn (a path whose title is unknown is skipped: missing_submission), then min_depth."""
+def _trim(cfg: BuildConfig, t: Targets, cand, over_long, links, title_index, rule, reason) -> Targets:
+    """The title turn (a path whose title is unknown is skipped: missing_submission), then min_depth.
+    ``t.rows`` are positions in ``cand``; drops go to ``reason`` through ``rule``."""
+    rows = cand[t.rows]
     if cfg.use_title and t.walks.top.any():
         w = t.walks
         top_comment = w.steps[np.arange(len(t.rows)), np.maximum(w.length - 1, 0)]
@@ -495,12 +529,19 @@ def _trim(cfg: BuildConfig, t: Targets, over_long, links, title_index, drops) ->
         )  # the released code: the top comment's link
         t.has_title[tops] = found >= 0
         t.title_of[tops] = found
-        t = t.keep(_drop(drops, "missing_submission", w.top & ~t.has_title))
+        bad = np.zeros(len(cand), dtype=bool)
+        bad[t.rows[w.top & ~t.has_title]] = True
+        rule(bad, "missing_submission")
+        t = t.keep(~(w.top & ~t.has_title))
+        rows = cand[t.rows]
     n_turns = t.walks.length + t.has_title
     short = n_turns < cfg.min_depth
-    too_long = short & over_long[t.rows]
-    _count(drops, "target_too_long", int(too_long.sum()))
-    _count(drops, "too_shallow", int((short & ~too_long).sum()))
+    too_long = np.zeros(len(cand), dtype=bool)
+    too_long[t.rows[short & over_long[rows]]] = True
+    rule(too_long, "target_too_long")
+    shallow = np.zeros(len(cand), dtype=bool)
+    shallow[t.rows[short]] = True
+    rule(shallow, "too_shallow")
     return t.keep(~short)
 
 
@@ -587,53 +628,80 @@ def filter_lines(instances: pa.Table, profile, flt: StageStats) -> bytes:
 # --- the driver's part: the pending walks ------------------------------------------------------------
 
 
-def finish_pending(cfg: BuildConfig, pending: list[dict], chains: dict, ins: StageStats) -> pa.Table:
-    """Complete the walks that crossed buckets with the exported chains; the instances they make."""
+def settle(cfg: BuildConfig, settles: list[dict], ins: StageStats) -> pa.Table:
+    """The driver's part: deferred targets (not leaves when a kept comment of another bucket replies to
+    them) and pending walks (completed with the chains other buckets exported). The instances they make."""
     from dialogsmith.schemas import INSTANCES
 
+    named = {(m, pid) for st in settles for m, pid in st["named"]}
+    chains = {k: v for st in settles for k, v in st["chains"].items()}
     rows = []
-    for p in pending:
-        turns = [Turn(**t) for t in p["turns"]]  # newest first
-        budget = cfg.max_depth - len(turns)
-        nxt, title, top = p["next"], None, False
-        while budget > 0 and nxt is not None:
-            chain = chains[f"{p['month']}\t{nxt}"]
-            part = [Turn(**t) for t in chain["turns"]]
-            taken = part[:budget]
-            turns += taken
-            budget -= len(taken)
-            if len(taken) < len(part):
-                break
-            top, title, nxt = chain["top"], chain["title"], chain["next"]
-        has_title = False
-        if top and cfg.use_title:
-            if title is None:
-                _count(ins.dropped, "missing_submission")
+
+    def not_leaf(month: str, target_id: str) -> bool:
+        return cfg.leaves_only and (month, target_id) in named
+
+    for st in settles:
+        for d in st["deferred"]:
+            if not_leaf(d["month"], d["id"]):
+                _count(ins.dropped, "not_leaf")
+            elif "reason" in d:
+                _count(ins.dropped, d["reason"])
+            else:
+                rows.append(d["instance"])
+    for st in settles:
+        for p in st["pending"]:
+            if p["deferred"] and not_leaf(p["month"], p["target"]["instance_id"]):
+                _count(ins.dropped, "not_leaf")
                 continue
-            has_title = True
-        path = ([Turn(**title)] if has_title else []) + turns[::-1]
-        if len(path) < cfg.min_depth:
-            _count(ins.dropped, "too_shallow")  # the target is not over-long: its walk went on
-            continue
-        target = p["target"]
-        rows.append(
-            {
-                **target,
-                "target_id": target["instance_id"],
-                "month": p["month"],
-                "turn_ids": [tt.turn_id for tt in path],
-                "turn_authors": [tt.author for tt in path],
-                "turns_raw": [tt.raw for tt in path],
-                "turns": [tt.text for tt in path],
-                "turn_weights": [tt.weight for tt in path],
-                "weights_in_text": cfg.weights_in_text,
-            }
-        )
+            row = _complete(cfg, p, chains, ins)
+            if row is not None:
+                rows.append(row)
     ins.rows_out += len(rows)
     return pa.Table.from_pylist(rows, schema=INSTANCES)
 
 
-# --- the three passes as Spark jobs ------------------------------------------------------------------
+def _complete(cfg: BuildConfig, p: dict, chains: dict, ins: StageStats) -> dict | None:
+    """A pending walk continued through the chains (a parent with no chain is not a kept comment of the
+    month: the walk ends there, as at any missing parent); its instance, or None (counted)."""
+    turns = [Turn(**t) for t in p["turns"]]  # newest first
+    budget = cfg.max_depth - len(turns)
+    nxt, title, top = p["next"], None, False
+    while budget > 0 and nxt is not None:
+        chain = chains.get(f"{p['month']}\t{nxt}")
+        if chain is None:
+            break
+        part = [Turn(**t) for t in chain["turns"]]
+        taken = part[:budget]
+        turns += taken
+        budget -= len(taken)
+        if len(taken) < len(part):
+            break
+        top, title, nxt = chain["top"], chain["title"], chain["next"]
+    has_title = False
+    if top and cfg.use_title:
+        if title is None:
+            _count(ins.dropped, "missing_submission")
+            return None
+        has_title = True
+    path = ([Turn(**title)] if has_title else []) + turns[::-1]
+    if len(path) < cfg.min_depth:
+        _count(ins.dropped, "too_shallow")  # the target is not over-long: its walk went on
+        return None
+    target = p["target"]
+    return {
+        **target,
+        "target_id": target["instance_id"],
+        "month": p["month"],
+        "turn_ids": [tt.turn_id for tt in path],
+        "turn_authors": [tt.author for tt in path],
+        "turns_raw": [tt.raw for tt in path],
+        "turns": [tt.text for tt in path],
+        "turn_weights": [tt.weight for tt in path],
+        "weights_in_text": cfg.weights_in_text,
+    }
+
+
+# --- the passes as Spark jobs ----------------------------------------------------------------------
 
 
 @dataclass
@@ -648,7 +716,7 @@ class BucketRun:
     submissions: int
     files: list[str]
     months: dict[str, int]
-    pending_instances: pa.Table
+    settled_instances: pa.Table
 
 
 def _timed(fn):
@@ -663,74 +731,62 @@ def _timed(fn):
     return run
 
 
-def run_buckets(sc, tasks: list[dict], cfg: BuildConfig, work: str, profile=None, n_shards=None) -> BucketRun:
-    """Run pass 1, the lookup and pass 2 over ``tasks`` (one per bucket: its comment and submission
-    sources); ``profile``: filter the instances into TSV parts (dialogpt-tsv), else write Parquet."""
+def run_buckets(
+    sc, tasks: list[dict], cfg: BuildConfig, work: str, profile=None, n_shards=None, references=None
+) -> BucketRun:
+    """The references join, the bucket tasks and the settling over ``tasks`` (one per bucket: its
+    comment and submission sources). ``references``: {part: [files]} written by the extract phase (else
+    a job reads them from the buckets); ``profile``: filter the instances into TSV parts (dialogpt-tsv),
+    else write Parquet."""
     conf = asdict(cfg)
     for t in tasks:
         t.update(config=conf, work=work)
     timing: dict[str, float] = {}
     t0 = time.perf_counter()
-    p1 = sc.parallelize(tasks, max(1, len(tasks))).map(_timed(pass1_task)).collect() if tasks else []
-    timing["pass1"] = time.perf_counter() - t0
-    ins = StageStats(stage="instances")
-    extra = {"candidates": 0, "submissions_read": 0, "submissions_kept": 0}
-    merged = Counter()
-    unresolved: dict[str, set] = {}
-    for r in p1:
-        ins.add(StageStats.from_dict(r["instances"]))
-        for k, v in r["extra"].items():
-            extra[k] += v
-        merged.update(r["merged"])
-        for month, ids in r["unresolved"].items():
-            unresolved.setdefault(month, set()).update(ids)
-    cross: dict[str, list[str]] = {}
-    t0 = time.perf_counter()
-    if unresolved:
-        u = sc.broadcast({m: sorted(v) for m, v in unresolved.items()})
-        found = sc.parallelize(tasks, max(1, len(tasks))).map(lambda t: lookup_task(t, u.value)).collect()
-        for f in found:
-            for month, ids in f.items():
-                cross.setdefault(month, []).extend(ids)
-    timing["lookup"] = time.perf_counter() - t0
-    cross_bc = sc.broadcast(cross)
+    if references is None:
+        parts = max(1, len(tasks))
+        ref_tasks = [{**t, "references": fsutil.join(work, "references"), "parts": parts} for t in tasks]
+        references = {}
+        for r in sc.parallelize(ref_tasks, max(1, len(ref_tasks))).map(references_task).collect():
+            for part, f in r["files"].items():
+                references.setdefault(part, []).append(f)
+    groups = [files for _, files in sorted(references.items())]
+    pairs = [
+        x for r in sc.parallelize(groups, max(1, len(groups))).map(cross_pairs_task).collect() for x in r
+    ]
+    cross_bc = sc.broadcast(cross_keys_by_bucket(pairs))
+    timing["references"] = time.perf_counter() - t0
     shards = []
     for t in tasks:
         n = (n_shards or {}).get(t["bucket"], 1)
         shards.extend({**t, "shard": s, "n_shards": n} for s in range(n))
     t0 = time.perf_counter()
-    run2 = _timed(lambda task: pass2_task(task, cross_bc.value, profile))
-    p2 = sc.parallelize(shards, max(1, len(shards))).map(run2).collect() if shards else []
-    timing["pass2"] = time.perf_counter() - t0
-    flt = StageStats(stage="filter")
-    pending, chains, files, months = [], {}, [], Counter()
-    for r in p2:
-        st = StageStats.from_dict(r["instances"])
-        ins.rows_out += st.rows_out
-        for k, v in st.dropped.items():
-            _count(ins.dropped, k, v)
+    run = _timed(lambda task: bucket_task(task, cross_bc.value, profile))
+    results = sc.parallelize(shards, max(1, len(shards))).map(run).collect() if shards else []
+    timing["buckets"] = time.perf_counter() - t0
+    ins, flt = StageStats(stage="instances"), StageStats(stage="filter")
+    extra = {"candidates": 0, "submissions_read": 0, "submissions_kept": 0}
+    merged, files, months = Counter(), [], Counter()
+    for r in results:
+        ins.add(StageStats.from_dict(r["instances"]))
         flt.add(StageStats.from_dict(r["filter"]))
-        extra["candidates"] += r["extra"]["candidates"]
-        pending.extend(r["pending"])
-        chains.update(r["chains"])
+        for k, v in r["extra"].items():
+            extra[k] += v
+        merged.update(r["merged"])
         files.extend(r["files"])
         months.update(r["months"])
     t0 = time.perf_counter()
-    pending_instances = finish_pending(cfg, pending, chains, ins)
-    timing["pending"] = time.perf_counter() - t0
+    settled = settle(cfg, [r["settle"] for r in results], ins)
+    timing["settle"] = time.perf_counter() - t0
+    extra["cross_bucket_candidates"] = len(pairs)
+    extra["cross_bucket_walks"] = sum(len(r["settle"]["pending"]) for r in results)
+    extra["deferred_targets"] = sum(len(r["settle"]["deferred"]) for r in results)
     extra["timing"] = {
         "pass_seconds": {k: round(v, 3) for k, v in timing.items()},
-        "task_cpu_seconds": {
-            p: round(sum(r["cpu_seconds"] for r in rs), 3) for p, rs in (("pass1", p1), ("pass2", p2))
-        },
-        "slowest_task_seconds": {
-            p: round(max((r["seconds"] for r in rs), default=0), 3)
-            for p, rs in (("pass1", p1), ("pass2", p2))
-        },
+        "task_cpu_seconds": round(sum(r["cpu_seconds"] for r in results), 3),
+        "slowest_task_seconds": round(max((r["seconds"] for r in results), default=0), 3),
     }
-    extra["cross_bucket_parents"] = sum(len(v) for v in cross.values())
-    extra["cross_bucket_walks"] = len(pending)
     return BucketRun(
-        ins, flt, extra, dict(merged), sum(r["comments"] for r in p1), sum(r["submissions"] for r in p1),
-        files, dict(months), pending_instances,
+        ins, flt, extra, dict(merged), sum(r["comments"] for r in results),
+        sum(r["submissions"] for r in results), files, dict(months), settled,
     )  # fmt: skip

@@ -13,6 +13,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from dialogsmith import fastjson, fsutil
+
 MAX_CHARS = 12  # 36**12 < 2**63
 _DIGIT = np.full(256, -1, dtype=np.int64)
 _DIGIT[np.frombuffer(b"0123456789", np.uint8)] = np.arange(10)
@@ -44,8 +46,6 @@ def base36_keys(arr: pa.Array | pa.ChunkedArray, prefix: bytes = b"", rows: np.n
 
 def _native(arr: pa.Array, prefix: bytes, rows: np.ndarray | None):
     """The C parser's result, or False when it cannot run here."""
-    from dialogsmith import fastjson
-
     if not fastjson.AVAILABLE or arr.null_count or not hasattr(fastjson._fastjson, "base36_keys"):
         return False
     buffers = fastjson._native_buffers(arr, None)
@@ -107,3 +107,64 @@ def last_index(keys: np.ndarray, probe: np.ndarray) -> np.ndarray:
     pos_c = np.minimum(pos, max(len(uniq) - 1, 0))
     found = (pos < len(uniq)) & (uniq[pos_c] == probe) if len(uniq) else np.zeros(len(probe), bool)
     return np.where(found, rows[pos_c] if len(uniq) else -1, -1)
+
+
+# --- references across link-id buckets (a parent named by a comment of another bucket) ----------------
+
+
+def id_key(ids: pa.Array) -> np.ndarray:
+    """64-bit key of reddit ids (hash64 of the id without prefix)."""
+    return fastjson.hash64(ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids)
+
+
+def parent_keys(pids: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """(rows whose parent is a comment ("t1_"), the key of that parent's id)."""
+    pids = pc.fill_null(pids, "")
+    pids = pids.combine_chunks() if isinstance(pids, pa.ChunkedArray) else pids
+    rows = np.flatnonzero(pc.fill_null(pc.starts_with(pids, "t1_"), False).to_numpy(zero_copy_only=False))
+    return rows, id_key(pc.utf8_slice_codeunits(pids.take(pa.array(rows)), 3))
+
+
+class References:
+    """Per comment row: (key of its id, its bucket, own) and, for a t1 parent, (key of the parent's id,
+    the row's bucket, named); written in ``parts`` IPC files by key, for ``cross_pairs_task``."""
+
+    def __init__(self, root: str, name: str, parts: int):
+        self.root, self.name, self.parts = root, name, parts
+        self.keys: list[np.ndarray] = []
+        self.buckets: list[np.ndarray] = []
+        self.named: list[np.ndarray] = []
+
+    def add(self, comments: pa.Table, buckets: np.ndarray) -> None:
+        own = id_key(comments["id"])
+        rows, ref = parent_keys(comments["parent_id"])
+        self.keys += [own, ref]
+        self.buckets += [buckets.astype(np.int32, copy=False), buckets[rows].astype(np.int32, copy=False)]
+        self.named += [np.zeros(len(own), bool), np.ones(len(ref), bool)]
+
+    def close(self) -> dict[int, str]:
+        if not self.keys:
+            return {}
+        keys, buckets, named = (np.concatenate(x) for x in (self.keys, self.buckets, self.named))
+        part = (keys % np.uint64(self.parts)).astype(np.int16)  # int16: numpy's stable sort is a radix sort
+        order = np.argsort(part, kind="stable")
+        bounds = np.searchsorted(part[order], np.arange(self.parts + 1))
+        files = {}
+        for p in range(self.parts):
+            sel = order[bounds[p] : bounds[p + 1]]
+            if not len(sel):
+                continue
+            uri = fsutil.join(self.root, f"part={p}", f"{self.name}.arrow")
+            table = pa.table({"key": keys[sel], "bucket": buckets[sel], "named": named[sel]})
+            _write_ipc(uri, table)
+            files[p] = uri
+        return files
+
+
+def _write_ipc(uri: str, table: pa.Table) -> None:
+    import pyarrow.ipc as ipc
+
+    fs, path = fsutil.resolve(uri)
+    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+    with fs.open_output_stream(path) as sink, ipc.new_file(sink, table.schema) as w:
+        w.write_table(table)

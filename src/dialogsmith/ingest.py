@@ -45,7 +45,7 @@ import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
 from dialogsmith import dumps, fastjson, fsutil, outputs, schemas
-from dialogsmith.idkeys import base36_keys
+from dialogsmith.idkeys import References, base36_keys
 from dialogsmith.outputs import add_safety_flags
 from dialogsmith.stats import StageStats, finish
 
@@ -453,6 +453,7 @@ class _Stager:
     def __init__(self, path: str, schema: pa.Schema, n_buckets: int):
         self.path, self.schema, self.n_buckets = path, schema, n_buckets
         self.pending: list[pa.Table] = []
+        self.pending_buckets: list[np.ndarray] = []
         self.pending_rows = 0
         self.writer = None
         self.sink = None
@@ -460,8 +461,11 @@ class _Stager:
         self.n_batches = 0
         self.rows = 0
 
-    def add(self, table: pa.Table) -> None:
+    def add(self, table: pa.Table, buckets: np.ndarray | None = None) -> None:
         self.pending.append(table)
+        self.pending_buckets.append(
+            buckets if buckets is not None else bucket_of(table["link_id"], self.n_buckets)
+        )
         self.pending_rows += table.num_rows
         if self.pending_rows >= FLUSH_ROWS:
             self.flush()
@@ -470,8 +474,8 @@ class _Stager:
         if not self.pending_rows:
             return
         table = pa.concat_tables(self.pending)  # take() below copies once; combine_chunks would copy twice
-        self.pending, self.pending_rows = [], 0
-        buckets = bucket_of(table.column("link_id"), self.n_buckets)
+        buckets = np.concatenate(self.pending_buckets)
+        self.pending, self.pending_buckets, self.pending_rows = [], [], 0
         order = np.argsort(buckets, kind="stable")
         table = table.take(pa.array(order))
         sorted_b = buckets[order]
@@ -502,6 +506,7 @@ class _Stager:
 
 def phase1_task(item: dict, conf: dict) -> dict:
     """Decode one file (slice), stage its rows by bucket, write its quarantine rows. Returns stats."""
+    started = time.time()
     t0, c0 = time.perf_counter(), time.process_time()
     # a projection (dialogpt-tsv reads 7 comment fields): the required fields are always typed
     columns = (conf.get("columns") or {}).get(item["kind"])
@@ -509,6 +514,10 @@ def phase1_task(item: dict, conf: dict) -> dict:
     reader = dumps.DumpReader(item["file"], conf["block_size"], item.get("byte_range"))
     s = item["slice"]
     stagers: dict[str, _Stager] = {}
+    refs = None  # who names whom across buckets (dialogpt-tsv: dialogsmith.dialogpt_buckets)
+    if conf.get("references") and item["kind"] == dumps.COMMENTS:
+        r = conf["references"]
+        refs = References(r["root"], f"{item['file_idx']:06d}-{s:03d}", r["parts"])
     quarantine: list[dict] = []
     counts: Counter = Counter()
     parsed = lines = 0
@@ -525,7 +534,10 @@ def phase1_task(item: dict, conf: dict) -> dict:
                     stagers[kind] = _Stager(
                         _staging_path(conf["staging"], kind, item), parser.output_schema, conf["n_buckets"]
                     )
-                stagers[kind].add(table)
+                buckets = bucket_of(table.column("link_id"), conf["n_buckets"])
+                stagers[kind].add(table, buckets)
+                if refs is not None:
+                    refs.add(table, buckets)
     error = None
     if reader.error and reader.owns(reader.error_offset):  # the slice holding the break records it once
         reason, message = reader.error
@@ -535,6 +547,7 @@ def phase1_task(item: dict, conf: dict) -> dict:
         error = f"{reason}: {message}"
     for stager in stagers.values():
         stager.close()
+    references = refs.close() if refs is not None else {}
     if quarantine:
         qpath = fsutil.join(conf["out"], "quarantine", f"part-{item['file_idx']:06d}-{s:03d}.parquet")
         _write_parquet(qpath, dumps.quarantine_table(quarantine), "quarantine", schemas.QUARANTINE_VERSION)
@@ -553,6 +566,8 @@ def phase1_task(item: dict, conf: dict) -> dict:
         "seconds": time.perf_counter() - t0,
         "cpu_seconds": time.process_time() - c0,
         "parser": "native" if parser.native else "arrow",
+        "references": references,
+        "started": started,  # wall clock, to see the job's start-up from the driver
     }
 
 

@@ -160,8 +160,11 @@ def run(args, input=None) -> StageStats:
                 dumps.COMMENTS: dialogpt_buckets.COMMENT_COLUMNS,
                 dumps.SUBMISSIONS: dialogpt_buckets.SUBMISSION_COLUMNS,
             },
+            # per comment, the keys of its id and its parent's, by bucket: parents across buckets
+            "references": {"root": fsutil.join(work, "references"), "parts": n_buckets},
         }
         work_items = [{**it, "conf": conf} for it in items]
+        submitted = time.time()
         p1 = (
             sc.parallelize(work_items, max(1, len(work_items)))
             .mapPartitions(ingest._phase1_partition)
@@ -181,9 +184,13 @@ def run(args, input=None) -> StageStats:
             }
             for b in range(n_buckets)
         ]
-        res = dialogpt_buckets.run_buckets(sc, tasks, cfg, work, profile)
+        references: dict[int, list[str]] = {}
+        for r in p1:
+            for part, f in r["references"].items():
+                references.setdefault(int(part), []).append(f)
+        res = dialogpt_buckets.run_buckets(sc, tasks, cfg, work, profile, references=references)
         extra_lines, lines_per_month = {}, {m: res.months.get(m, 0) for m in months}
-        pending = res.pending_instances
+        pending = res.settled_instances
         for month in sorted(set(pending["month"].to_pylist())):  # walks that crossed buckets (the driver's)
             part = pending.filter(pc.fill_null(pc.equal(pending["month"], month), False))
             extra_lines[month] = dialogpt_buckets.filter_lines(part, profile, res.filter)
@@ -214,6 +221,7 @@ def run(args, input=None) -> StageStats:
             "skipped_inputs": {scan.sources.get(f) or f: r for f, r in sorted(scan.skipped.items())},
             "parser": dict(sorted(Counter(r["parser"] for r in p1).items())),
             "task_seconds": {f"{r['source']}#{r['slice']}": round(r["seconds"], 3) for r in p1},
+            "first_task_start_seconds": round(min((r["started"] for r in p1), default=submitted) - submitted, 3),
         }
         ins = res.instances
         ins.seconds = seconds["buckets"]
