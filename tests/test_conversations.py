@@ -262,3 +262,16 @@ def test_base36_keys_native_and_numpy_agree():
             rows = np.array([0])
             assert idkeys.base36_keys(arr, prefix, rows).tolist() == [int(good[0], 36), -1]
     assert idkeys.base36_keys(pa.array(["t3_abc", "t1_abc"]), b"t1_") is None
+
+
+def test_id_keys_are_base36_values_or_marked_hashes():
+    import pyarrow as pa
+
+    from dialogsmith import idkeys
+
+    ids = pa.array(["abc", "0a", "ABC", "abc", "zzzzzzzzzzzz", "x" * 13, ""])
+    keys = idkeys.id_key(ids)
+    assert keys[0] == int("abc", 36) and keys[4] == int("z" * 12, 36) and keys[0] == keys[3]
+    assert all(k >= 1 << 63 for k in keys[[1, 2, 5, 6]]) and len(set(keys[[1, 2, 5, 6]].tolist())) == 4
+    rows, parents = idkeys.parent_keys(pa.array(["t1_abc", "t3_abc", None, "t1_0a"]))
+    assert rows.tolist() == [0, 3] and parents[0] == keys[0] and parents[1] == keys[1]

@@ -315,3 +315,18 @@ def test_ingest_main_on_a_cut_bz2(spark, tmp_path, dump_of, capsys):
     assert [i for _, i in kept] == ids_of(lines)[: len(kept)] and len(kept) == f["parsed"]
     q = ds.dataset(os.path.join(out, "quarantine"), format="parquet").to_table().to_pylist()
     assert [r["reason"] for r in q] == ["truncated_file"] and q[0]["line"] == f["parsed"] + 1
+
+
+def test_zstd_frame_walk_tells_complete_files_from_cut_ones(tmp_path):
+    import pyarrow as pa
+    import zstandard
+
+    from dialogsmith.dumps import zstd_frames_complete
+
+    data = b"".join(b'{"id": "%d"}\n' % i for i in range(50_000))
+    one = zstandard.ZstdCompressor(level=3, write_checksum=True).compress(data)
+    two = one + zstandard.ZstdCompressor(level=1, write_content_size=False).compress(data)
+    skippable = (0x184D2A51).to_bytes(4, "little") + (5).to_bytes(4, "little") + b"hello" + one
+    for blob, want in ((one, True), (two, True), (skippable, True), (one[:-1], False), (two[: len(two) // 2], False),
+                       (b"", True), (b"not zstd at all", False)):  # fmt: skip
+        assert zstd_frames_complete(pa.BufferReader(blob)) is want

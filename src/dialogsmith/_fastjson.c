@@ -646,11 +646,15 @@ static PyObject *newlines(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "y*", &data)) return NULL;
     const char *base = data.buf, *end = base + data.len, *p;
     Py_ssize_t count = 0;
+    Py_BEGIN_ALLOW_THREADS
     for (p = base; p < end && (p = memchr(p, '\n', end - p)) != NULL; p++) count++;
+    Py_END_ALLOW_THREADS
     PyObject *out = PyBytes_FromStringAndSize(NULL, count * (Py_ssize_t)sizeof(int64_t));
     if (out) {
         int64_t *o = (int64_t *)PyBytes_AS_STRING(out);
+        Py_BEGIN_ALLOW_THREADS
         for (p = base; p < end && (p = memchr(p, '\n', end - p)) != NULL; p++) *o++ = p - base;
+        Py_END_ALLOW_THREADS
     }
     PyBuffer_Release(&data);
     return out;
@@ -944,7 +948,49 @@ done:
     return result;
 }
 
+/* crc32(offsets int32[n+1], data, out uint32[n]): zlib.crc32 of every string (table-driven). */
+static uint32_t crc_table[256];
+static int crc_table_ready = 0;
+
+static PyObject *crc32_strings(PyObject *self, PyObject *args) {
+    Py_buffer offsets, data, out;
+    if (!PyArg_ParseTuple(args, "y*y*w*", &offsets, &data, &out)) return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t n = offsets.len / 4 - 1;
+    const int32_t *off = offsets.buf;
+    const uint8_t *d = data.buf;
+    uint32_t *crc = out.buf;
+    if (n < 0 || out.len < n * 4) {
+        PyErr_SetString(PyExc_ValueError, "crc32: need n + 1 offsets and n uint32 outputs");
+        goto done;
+    }
+    if (check_offsets(off, n, data.len, "crc32") < 0) goto done;
+    if (!crc_table_ready) {
+        for (uint32_t k = 0; k < 256; k++) {
+            uint32_t c = k;
+            for (int j = 0; j < 8; j++) c = c & 1 ? (c >> 1) ^ 0xEDB88320u : c >> 1;
+            crc_table[k] = c;
+        }
+        crc_table_ready = 1;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < n; i++) {
+        uint32_t c = 0xFFFFFFFFu;
+        for (int32_t j = off[i]; j < off[i + 1]; j++) c = crc_table[(c ^ d[j]) & 0xFF] ^ (c >> 8);
+        crc[i] = c ^ 0xFFFFFFFFu;
+    }
+    Py_END_ALLOW_THREADS
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    PyBuffer_Release(&offsets);
+    PyBuffer_Release(&data);
+    PyBuffer_Release(&out);
+    return result;
+}
+
 static PyMethodDef methods[] = {
+    {"crc32", crc32_strings, METH_VARARGS, "zlib.crc32 of every string of an Arrow string array."},
     {"base36_keys", base36_keys, METH_VARARGS, "int64 values of base-36 reddit ids (after a prefix)."},
     {"token_counts", token_counts, METH_VARARGS, "len(s.split()) per string of an Arrow string array."},
     {"parse_lines", parse_lines, METH_VARARGS, "Dump lines -> typed columns; see _fastjson.c."},

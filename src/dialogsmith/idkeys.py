@@ -112,9 +112,44 @@ def last_index(keys: np.ndarray, probe: np.ndarray) -> np.ndarray:
 # --- references across link-id buckets (a parent named by a comment of another bucket) ----------------
 
 
-def id_key(ids: pa.Array) -> np.ndarray:
-    """64-bit key of reddit ids (hash64 of the id without prefix)."""
-    return fastjson.hash64(ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids)
+_HASHED = np.uint64(1 << 63)  # the bit that marks a hashed key (base-36 values stay below 36**12 < 2**62)
+
+
+def id_key(ids: pa.Array, prefix: bytes = b"") -> np.ndarray:
+    """A uint64 key per id (after ``prefix``): its base-36 value when canonical, else hash64 of the id
+    with the top bit set. Equal ids have equal keys; two ids share a key only by a hash collision of
+    non-canonical ids. Reddit ids grow with time and a dump is in time order, so base-36 keys come
+    nearly sorted: sorting 5M of them took 0.10 s, 5M hashes 0.47 s."""
+    ids = ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids
+    keys = _native_keys(ids, prefix)
+    if keys is None:
+        keys = np.full(len(ids), -1, dtype=np.int64)
+        if len(ids) and not ids.null_count:
+            numpy_keys = _numpy_keys(ids, prefix, None)
+            if numpy_keys is not None:
+                keys = numpy_keys
+    out = keys.view(np.uint64)
+    bad = np.flatnonzero(keys < 0)
+    if len(bad):
+        sub = ids.take(pa.array(bad))
+        if prefix:
+            sub = pc.utf8_slice_codeunits(pc.fill_null(sub, ""), len(prefix))
+        out[bad] = fastjson.hash64(pc.fill_null(sub, "")) | _HASHED
+    return out
+
+
+def _native_keys(ids: pa.Array, prefix: bytes) -> np.ndarray | None:
+    """base36 per id with -1 for the non-canonical ones (the C parser), or None without it."""
+    if not fastjson.AVAILABLE or ids.null_count or not hasattr(fastjson._fastjson, "base36_keys"):
+        return None
+    buffers = fastjson._native_buffers(ids, None)
+    if buffers is None:
+        return None
+    offsets, raw = buffers
+    keys = np.empty(len(ids), np.int64)
+    if len(keys):
+        fastjson._fastjson.base36_keys(offsets, raw if len(raw) else np.zeros(1, np.uint8), prefix, keys)
+    return keys
 
 
 def parent_keys(pids: pa.Array) -> tuple[np.ndarray, np.ndarray]:
@@ -122,43 +157,46 @@ def parent_keys(pids: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     pids = pc.fill_null(pids, "")
     pids = pids.combine_chunks() if isinstance(pids, pa.ChunkedArray) else pids
     rows = np.flatnonzero(pc.fill_null(pc.starts_with(pids, "t1_"), False).to_numpy(zero_copy_only=False))
-    return rows, id_key(pc.utf8_slice_codeunits(pids.take(pa.array(rows)), 3))
+    return rows, id_key(pids.take(pa.array(rows)), b"t1_")
 
 
 class References:
     """Per comment row: (key of its id, its bucket, own) and, for a t1 parent, (key of the parent's id,
-    the row's bucket, named); written in ``parts`` IPC files by key, for ``cross_pairs_task``."""
+    the row's bucket, named), streamed into one IPC file per task; ``cross_pairs_task`` reads every
+    file and keeps its partition of the keys (key % parts). Partitioning here instead cost the first
+    phase's critical path ~0.7 s per 5M comments (a sort of 9M keys)."""
 
     def __init__(self, root: str, name: str, parts: int):
-        self.root, self.name, self.parts = root, name, parts
-        self.keys: list[np.ndarray] = []
-        self.buckets: list[np.ndarray] = []
-        self.named: list[np.ndarray] = []
+        self.uri = fsutil.join(root, f"{name}.arrow")
+        self.parts = parts
+        self.writer = self.sink = None
 
     def add(self, comments: pa.Table, buckets: np.ndarray) -> None:
         own = id_key(comments["id"])
         rows, ref = parent_keys(comments["parent_id"])
-        self.keys += [own, ref]
-        self.buckets += [buckets.astype(np.int32, copy=False), buckets[rows].astype(np.int32, copy=False)]
-        self.named += [np.zeros(len(own), bool), np.ones(len(ref), bool)]
+        table = pa.table(
+            {
+                "key": np.concatenate([own, ref]),
+                "bucket": np.concatenate([buckets, buckets[rows]]).astype(np.int32, copy=False),
+                "named": np.concatenate([np.zeros(len(own), bool), np.ones(len(ref), bool)]),
+            }
+        )
+        if self.writer is None:
+            import pyarrow.ipc as ipc
+
+            fs, path = fsutil.resolve(self.uri)
+            fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+            self.sink = fs.open_output_stream(path)
+            self.writer = ipc.new_file(self.sink, table.schema)
+        self.writer.write_table(table)
 
     def close(self) -> dict[int, str]:
-        if not self.keys:
+        """{part: file}: every partition is in the one file."""
+        if self.writer is None:
             return {}
-        keys, buckets, named = (np.concatenate(x) for x in (self.keys, self.buckets, self.named))
-        part = (keys % np.uint64(self.parts)).astype(np.int16)  # int16: numpy's stable sort is a radix sort
-        order = np.argsort(part, kind="stable")
-        bounds = np.searchsorted(part[order], np.arange(self.parts + 1))
-        files = {}
-        for p in range(self.parts):
-            sel = order[bounds[p] : bounds[p + 1]]
-            if not len(sel):
-                continue
-            uri = fsutil.join(self.root, f"part={p}", f"{self.name}.arrow")
-            table = pa.table({"key": keys[sel], "bucket": buckets[sel], "named": named[sel]})
-            _write_ipc(uri, table)
-            files[p] = uri
-        return files
+        self.writer.close()
+        self.sink.close()
+        return {p: self.uri for p in range(self.parts)}
 
 
 def _write_ipc(uri: str, table: pa.Table) -> None:

@@ -156,12 +156,13 @@ def run(args, input=None) -> StageStats:
             "n_buckets": n_buckets,
             "max_decoders": os.cpu_count() or 1,
             "block_size": dumps.DEFAULT_BLOCK_SIZE,
+            "staging_compression": ingest.staging_compression(total_est, projected=True),
             "columns": {
                 dumps.COMMENTS: dialogpt_buckets.COMMENT_COLUMNS,
                 dumps.SUBMISSIONS: dialogpt_buckets.SUBMISSION_COLUMNS,
             },
             # per comment, the keys of its id and its parent's, by bucket: parents across buckets
-            "references": {"root": fsutil.join(work, "references"), "parts": n_buckets},
+            "references": {"root": fsutil.join(work, "references"), "parts": parallelism},
         }
         work_items = [{**it, "conf": conf} for it in items]
         submitted = time.time()
@@ -221,7 +222,9 @@ def run(args, input=None) -> StageStats:
             "skipped_inputs": {scan.sources.get(f) or f: r for f, r in sorted(scan.skipped.items())},
             "parser": dict(sorted(Counter(r["parser"] for r in p1).items())),
             "task_seconds": {f"{r['source']}#{r['slice']}": round(r["seconds"], 3) for r in p1},
-            "first_task_start_seconds": round(min((r["started"] for r in p1), default=submitted) - submitted, 3),
+            "first_task_start_seconds": round(
+                min((r["started"] for r in p1), default=submitted) - submitted, 3
+            ),
         }
         ins = res.instances
         ins.seconds = seconds["buckets"]
