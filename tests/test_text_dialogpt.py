@@ -128,3 +128,11 @@ def test_batch_normalization_equals_one_by_one_on_generated_strings():
         seps = [" ", " ", " ", "  ", "\t", "\n", "\u00a0", ""]
         texts.append("".join(rng.choice(words) + rng.choice(seps) for _ in range(n)))
     _batch_equals_one_by_one(texts)
+
+
+def test_batch_normalization_hashtags_and_urls():
+    _batch_equals_one_by_one(
+        ["see http://x.com now", "#tag first", "last #tag", "#a #b c", "xhttp://y z", "HTTP://Y and HtTp",
+         "a#b keeps", "#", "http", "#http://x", "it's http://a.b/c?d=e, ok.", "two httphttp tokens",
+         "Ünï http://x", "#ü tag", "  #lead  and  http://trail  "]
+    )  # fmt: skip

@@ -60,7 +60,7 @@ from dialogsmith.conversations import (
     walk_targets,
     write_instances,
 )
-from dialogsmith.idkeys import References, id_key, parent_keys
+from dialogsmith.idkeys import References, cross_pairs, id_key, parent_keys
 from dialogsmith.ingest import later_duplicates
 from dialogsmith.stats import StageStats
 
@@ -149,10 +149,7 @@ def _part_of(keys: np.ndarray, parts: int) -> np.ndarray:
 
 
 def cross_pairs_task(job: tuple[int, int, list[str]]) -> list[tuple[int, int, int]]:
-    """(key, bucket of the comment with that id, bucket of a comment naming it as parent) for the keys
-    named from another bucket than their own: the candidates of cross-bucket parents. Vectorized: the
-    own keys sorted once, every named key looked up (a key held in several buckets, by a duplicate line
-    or a hash collision, is a candidate for all of them)."""
+    """``idkeys.cross_pairs`` of one partition of the keys written to ``files``."""
     part, parts, files = job
     tables = [_read_ipc(f) for f in files]
     if not tables:
@@ -160,29 +157,7 @@ def cross_pairs_task(job: tuple[int, int, list[str]]) -> list[tuple[int, int, in
     t = pa.concat_tables(tables)
     keys, buckets, named = (t[c].to_numpy() for c in ("key", "bucket", "named"))
     mine = _part_of(keys, parts) == part
-    keys, buckets, named = keys[mine], buckets[mine], named[mine]
-    own_keys, own_buckets = keys[~named], buckets[~named]
-    ref_keys, ref_buckets = keys[named], buckets[named]
-    if not len(own_keys) or not len(ref_keys):
-        return []
-    order = np.argsort(own_keys, kind="stable")  # nearly sorted (see idkeys.id_key): timsort is fast
-    sk, sb = own_keys[order], own_buckets[order]
-    starts = np.flatnonzero(np.r_[True, sk[1:] != sk[:-1]])  # runs of equal keys
-    uk = sk[starts]
-    lo, hi = np.minimum.reduceat(sb, starts), np.maximum.reduceat(sb, starts)
-    # probes in order: searchsorted of 2M unsorted keys took 0.76 s (cache misses)
-    by_key = np.argsort(ref_keys, kind="stable")
-    pos = np.empty(len(ref_keys), dtype=np.int64)
-    pos[by_key] = np.minimum(np.searchsorted(uk, ref_keys[by_key]), len(uk) - 1)
-    found = uk[pos] == ref_keys
-    cross = found & ((lo[pos] != ref_buckets) | (hi[pos] != ref_buckets))
-    out = set()
-    for r in np.flatnonzero(cross):
-        a, b = starts[pos[r]], (starts[pos[r] + 1] if pos[r] + 1 < len(starts) else len(sk))
-        for own_bucket in set(sb[a:b].tolist()):
-            if own_bucket != ref_buckets[r]:
-                out.add((int(ref_keys[r]), int(own_bucket), int(ref_buckets[r])))
-    return sorted(out)
+    return cross_pairs(keys[mine], buckets[mine], named[mine])
 
 
 @dataclass
@@ -762,11 +737,12 @@ def run_buckets(
         for r in sc.parallelize(ref_tasks, max(1, len(ref_tasks))).map(references_task).collect():
             for part, f in r["files"].items():
                 references.setdefault(part, []).append(f)
-    parts = max(references) + 1 if references else 1
-    groups = [(p, parts, sorted(set(references[p]))) for p in sorted(references)]
-    pairs = [
-        x for r in sc.parallelize(groups, max(1, len(groups))).map(cross_pairs_task).collect() for x in r
-    ]
+    pairs = list(references.pop("pairs", []))  # joined by the tasks that held whole months
+    if references:
+        parts = max(references) + 1
+        groups = [(p, parts, sorted(set(references[p]))) for p in sorted(references)]
+        job = sc.parallelize(groups, max(1, len(groups))).map(cross_pairs_task)
+        pairs += [x for r in job.collect() for x in r]
     cross_bc = sc.broadcast(cross_keys_by_bucket(pairs))
     timing["references"] = time.perf_counter() - t0
     shards = []

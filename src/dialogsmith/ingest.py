@@ -545,7 +545,7 @@ def phase1_task(item: dict, conf: dict) -> dict:
     refs = None  # who names whom across buckets (dialogpt-tsv: dialogsmith.dialogpt_buckets)
     if conf.get("references") and item["kind"] == dumps.COMMENTS:
         r = conf["references"]
-        refs = References(r["root"], f"{item['file_idx']:06d}-{s:03d}", r["parts"])
+        refs = References(r["root"], f"{item['file_idx']:06d}-{s:03d}", r["parts"], r.get("local", False))
     quarantine: list[dict] = []
     counts: Counter = Counter()
     parsed = lines = 0
