@@ -8,6 +8,10 @@ lines (2016-11/12), ``5m`` one month of ~5.1M (2016-10), ``15m`` one month of ~1
 independent months the issue was measured on: skewed thread sizes with 500-2,000-comment threads, long reply
 chains, unseen and cross-thread parents, late replies, 0.2% duplicated and 0.3% malformed lines.
 
+Commands: ``filter/dialogpt_tsv.py`` (``make dialogpt-tsv``); the default pipeline as three commands
+(``make extract``, ``make instances``, ``make filter``), and as one (``dialogsmith pipeline``, ``make pipeline``:
+one Spark session).
+
 Figures, per input and command (each the whole command, as a user runs it: a fresh Python, Spark start-up
 included and also shown apart):
 - wall seconds and comment lines / wall / cores ("per core");
@@ -126,7 +130,10 @@ def bench_input(size: str, dumps: Path, work: Path, cores: int, runs: int) -> li
     lines = comment_lines(dumps)
     rows = []
     base = baseline(dumps)
-    print(f"\n== {size}: {lines:,} comment lines; baseline (1 core decode + orjson) {base:,.0f} lines/s", flush=True)
+    print(
+        f"\n== {size}: {lines:,} comment lines; baseline (1 core decode + orjson) {base:,.0f} lines/s",
+        flush=True,
+    )
     out = work / f"tsv-{size}"
     for k in range(runs):
         r = run([PY, "filter/dialogpt_tsv.py", "--dumps", str(dumps), "--output", str(out), "--quiet"], out)
@@ -146,6 +153,14 @@ def bench_input(size: str, dumps: Path, work: Path, cores: int, runs: int) -> li
               f"(Spark start-up {', '.join(f'{s:.1f}' if s else '?' for s in starts)} s)")  # fmt: skip
         rows.append(row(size, "extract+instances+filter", k, lines, cores, sum(walls), starts,
                         [peaks(r) for r in results], base, max(r["tree_peak_rss_mb"] for r in results)))  # fmt: skip
+    p = work / f"pipeline-{size}"
+    for k in range(runs):
+        r = run(
+            [PY, "-m", "dialogsmith", "pipeline", "--input", str(dumps), "--output", str(p), "--quiet"], p
+        )
+        starts = [spark_start(p / s / "stats.json") for s in ("extract",)]
+        rows.append(row(size, "pipeline (one session)", k, lines, cores, r["wall_s"], starts, [peaks(r)], base,
+                        r["tree_peak_rss_mb"]))  # fmt: skip
     return rows
 
 

@@ -142,22 +142,14 @@ def references_task(task: dict) -> dict:
     return {"files": refs.close()}
 
 
-def _part_of(keys: np.ndarray, parts: int) -> np.ndarray:
-    """A partition per key, from its low 16 bits (uniform for hashes and for base-36 ids, which count up;
-    a uint64 modulo of the whole key was 5x slower)."""
-    return (keys & np.uint64(0xFFFF)).astype(np.uint16) % np.uint16(parts)
-
-
 def cross_pairs_task(job: tuple[int, int, list[str]]) -> list[tuple[int, int, int]]:
-    """``idkeys.cross_pairs`` of one partition of the keys written to ``files``."""
-    part, parts, files = job
+    """``idkeys.cross_pairs`` of one partition of the keys (its ``files``)."""
+    _, _, files = job
     tables = [_read_ipc(f) for f in files]
     if not tables:
         return []
     t = pa.concat_tables(tables)
-    keys, buckets, named = (t[c].to_numpy() for c in ("key", "bucket", "named"))
-    mine = _part_of(keys, parts) == part
-    return cross_pairs(keys[mine], buckets[mine], named[mine])
+    return cross_pairs(*(t[c].to_numpy() for c in ("key", "bucket", "named")))
 
 
 @dataclass
@@ -731,13 +723,13 @@ def run_buckets(
     timing: dict[str, float] = {}
     t0 = time.perf_counter()
     if references is None:
-        parts = max(1, sc.defaultParallelism)  # every task reads all the keys, keeps its share
+        parts = max(1, len(tasks))
         ref_tasks = [{**t, "references": fsutil.join(work, "references"), "parts": parts} for t in tasks]
         references = {}
         for r in sc.parallelize(ref_tasks, max(1, len(ref_tasks))).map(references_task).collect():
             for part, f in r["files"].items():
                 references.setdefault(part, []).append(f)
-    pairs = list(references.pop("pairs", []))  # joined by the tasks that held whole months
+    pairs = []
     if references:
         parts = max(references) + 1
         groups = [(p, parts, sorted(set(references[p]))) for p in sorted(references)]

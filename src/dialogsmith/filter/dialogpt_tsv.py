@@ -161,13 +161,8 @@ def run(args, input=None) -> StageStats:
                 dumps.COMMENTS: dialogpt_buckets.COMMENT_COLUMNS,
                 dumps.SUBMISSIONS: dialogpt_buckets.SUBMISSION_COLUMNS,
             },
-            # per comment, the keys of its id and its parent's, by bucket: parents across buckets; a task
-            # that holds a whole month joins them itself
-            "references": {
-                "root": fsutil.join(work, "references"),
-                "parts": parallelism,
-                "local": whole_months(items),
-            },
+            # per comment, the keys of its id and its parent's, by bucket: parents across buckets
+            "references": {"root": fsutil.join(work, "references"), "parts": n_buckets},
         }
         work_items = [{**it, "conf": conf} for it in items]
         submitted = time.time()
@@ -190,13 +185,12 @@ def run(args, input=None) -> StageStats:
             }
             for b in range(n_buckets)
         ]
-        references: dict = {}
+        # the biggest buckets first: the last round of tasks ends together (LPT scheduling)
+        tasks.sort(key=lambda t: -sum(len(ids) for _, _, ids in t["comments"]))
+        references: dict[int, list[str]] = {}
         for r in p1:
-            if "pairs" in r["references"]:
-                references.setdefault("pairs", []).extend(r["references"]["pairs"])
             for part, f in r["references"].items():
-                if part != "pairs":
-                    references.setdefault(int(part), []).append(f)
+                references.setdefault(int(part), []).append(f)
         res = dialogpt_buckets.run_buckets(sc, tasks, cfg, work, profile, references=references)
         extra_lines, lines_per_month = {}, {m: res.months.get(m, 0) for m in months}
         pending = res.settled_instances
@@ -270,15 +264,6 @@ def run(args, input=None) -> StageStats:
         file=sys.stderr,
     )
     return flt
-
-
-def whole_months(items: list[dict]) -> bool:
-    """True when every month's comments are one work item (one file, not sliced)."""
-    per_month: dict = {}
-    for it in items:
-        if it["kind"] == "comments":
-            per_month[it["month"]] = per_month.get(it["month"], 0) + 1
-    return all(n == 1 for n in per_month.values()) and None not in per_month
 
 
 def concat_files(parts: list[str], dest: str, tail: bytes = b"") -> None:

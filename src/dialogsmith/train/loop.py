@@ -597,3 +597,15 @@ def _format_summary(s: dict, out: str) -> str:
         lines.append(f"  valid loss {s['valid_loss']:.4f}  ppl {s['valid_ppl']:.2f}")
     lines.append(f"  model: {out}  (checkpoints in {os.path.join(out, 'checkpoints')}, log {out}/log.jsonl)")
     return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``dialogsmith train`` / ``train/train.py`` / ``torchrun train/train.py``."""
+    from dialogsmith.train.config import parse_config
+
+    try:
+        run(parse_config(argv))
+    except (ValueError, FileNotFoundError) as e:
+        print(f"train: error: {e}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,7 @@
+"""``python -m dialogsmith``: the ``dialogsmith`` command."""
+
+import sys
+
+from dialogsmith.cli import main
+
+sys.exit(main())

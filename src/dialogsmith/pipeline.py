@@ -1,0 +1,178 @@
+"""``dialogsmith pipeline`` / ``make pipeline``: extract -> instances -> filter -> tokenize in one Spark
+session (one start-up instead of four), resumable.
+
+    dialogsmith pipeline --input DUMPS --output OUT [--profile default|dialogpt] [--tokenizer DIR|gpt2]
+
+``OUT/extract``, ``OUT/instances``, ``OUT/filter``, ``OUT/tokenize`` are the stages' own outputs (the same
+as ``make extract`` ... would write, each committed atomically with its stats). ``OUT/_pipeline.json``
+records, per step, a fingerprint of what it was built from: its options and its input (the dumps' names,
+sizes and times; for a later step, the previous step's fingerprint and output marker). A re-run skips
+every step whose output is complete (``outputs.require_input``) and whose fingerprint is unchanged, and
+runs the first stale or missing one and everything after it. Without ``--tokenizer`` it stops after filter.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib
+import json
+import shlex
+import sys
+import time
+
+from dialogsmith import fsutil, outputs
+from dialogsmith.stats import EXIT_STRICT, StageStats, problems
+
+STAGE = "pipeline"
+RECORD = "_pipeline.json"
+# step: (module with build_parser/run, its stats stage, the stage whose output it reads)
+STEPS = {
+    "extract": ("dialogsmith.ingest", "extract", None),
+    "instances": ("dialogsmith.conversations", "instances", "extract"),
+    "filter": ("dialogsmith.filter.job", "filter", "instances"),
+    "tokenize": ("dialogsmith.tokenize_stage", "tokenize", "filter"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="dialogsmith pipeline",
+        description="Run extract -> instances -> filter -> tokenize in one Spark session into OUT/<step>/; "
+        "a re-run resumes at the first step whose output is missing or stale.",
+    )
+    p.add_argument("--input", required=True, help="the dumps (directory, glob or comma-separated list)")
+    p.add_argument("--output", required=True, help="pipeline directory: OUT/extract, OUT/instances, ...")
+    p.add_argument("--profile", default="default", help="instances profile (default|dialogpt)")
+    p.add_argument("--filter-profile", help="filter profile (default: the instances profile)")
+    p.add_argument(
+        "--tokenizer", help="tokenizer for the tokenize step (a directory, or gpt2); none: stop after filter"
+    )
+    p.add_argument("--until", choices=list(STEPS), help="stop after this step")
+    p.add_argument("--rerun", action="store_true", help="run every step again, fresh or not")
+    p.add_argument(
+        "--strict", action="store_true", help="exit with status 3 when an input was broken or quarantined"
+    )
+    p.add_argument("--quiet", action="store_true", help="no per-step summaries")
+    for step in STEPS:
+        p.add_argument(
+            f"--{step}-args", default="", help=f"more options for {step} (one string, shell-quoted)"
+        )
+    return p
+
+
+def _dumps_fingerprint(spec: str) -> dict:
+    from dialogsmith.ingest import scan_inputs
+
+    scan = scan_inputs(spec)
+    files = []
+    for f in scan.files:
+        fs, path = fsutil.resolve(f)
+        info = fs.get_file_info(path)
+        files.append([scan.sources[f], info.size, info.mtime_ns])
+    return {"files": files}
+
+
+def _marker_digest(path: str) -> str:
+    try:
+        return hashlib.sha256(fsutil.read_bytes(fsutil.join(path, outputs.MARKER))).hexdigest()
+    except (OSError, FileNotFoundError):
+        return ""
+
+
+def _digest(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
+
+
+def step_argv(step: str, args, out: str) -> list[str]:
+    """The step's own command line (without its output, the same in every run)."""
+    into = fsutil.join(out, step)
+    prev = STEPS[step][2]
+    src = args.input if prev is None else fsutil.join(out, prev)
+    argv = ["--input", src, "--output", into]
+    if step == "instances":
+        argv += ["--profile", args.profile]
+    elif step == "filter":
+        argv += ["--profile", args.filter_profile or args.profile]
+        argv += ["--quiet"] if args.quiet else []
+    elif step == "tokenize":
+        argv += ["--tokenizer", args.tokenizer]
+    return argv + shlex.split(getattr(args, f"{step}_args"))
+
+
+def run(args) -> dict[str, StageStats]:
+    """Run (or skip) every step; the stats of each step run."""
+    from dialogsmith.spark import get_spark
+
+    out = args.output
+    record_uri = fsutil.join(out, RECORD)
+    if fsutil.exists(out) and not fsutil.exists(record_uri) and outputs._entries(out):
+        raise outputs.OutputRefused(
+            f"OUT {out} exists and is not a dialogsmith pipeline output; choose another or remove it"
+        )
+    if outputs._inside(out, args.input) or outputs._inside(args.input, out):
+        raise outputs.OutputRefused(f"OUT {out} and the input {args.input} must not contain each other")
+    record = fsutil.read_json(record_uri) if fsutil.exists(record_uri) else {"steps": {}}
+    steps = [s for s in STEPS if s != "tokenize" or args.tokenizer]
+    if args.until:
+        steps = steps[: steps.index(args.until) + 1] if args.until in steps else steps
+    from pyspark.sql import SparkSession
+
+    t0 = time.perf_counter()
+    owned = SparkSession.getActiveSession() is None
+    spark = get_spark("dialogsmith-pipeline")  # the one session: every step's get_spark() returns it
+    print(f"pipeline: Spark started in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    upstream = _digest(_dumps_fingerprint(args.input))
+    stale = bool(args.rerun)
+    ran: dict[str, StageStats] = {}
+    for step in steps:
+        module_name, stage, _ = STEPS[step]
+        into = fsutil.join(out, step)
+        argv = step_argv(step, args, out)
+        fp = _digest({"step": step, "argv": argv, "upstream": upstream})
+        done = record["steps"].get(step, {}).get("fingerprint") == fp
+        if done and not stale:
+            try:
+                outputs.require_input(into, stage, flag=f"{step} output")
+            except outputs.IncompleteInput as e:
+                print(f"pipeline: {step}: output incomplete, running it again ({e})", file=sys.stderr)
+                done = False
+        if done and not stale:
+            print(f"pipeline: {step}: up to date, skipped ({into})", file=sys.stderr)
+        else:
+            stale = True  # every later step runs too
+            module = importlib.import_module(module_name)
+            t = time.perf_counter()
+            print(f"pipeline: {step}: running", file=sys.stderr)
+            ran[step] = module.run(module.build_parser().parse_args(argv))
+            record["steps"][step] = {"fingerprint": fp, "seconds": round(time.perf_counter() - t, 3)}
+            fsutil.write_json(record_uri, record)
+        upstream = _digest({"fingerprint": fp, "marker": _marker_digest(into)})
+    if owned:
+        spark.stop()
+    return ran
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        ran = run(args)
+    except (FileNotFoundError, ValueError, outputs.OutputRefused, outputs.IncompleteInput) as e:
+        print(f"pipeline: error: {e}", file=sys.stderr)
+        return 2
+    broken = [(step, line) for step, st in ran.items() for line in problems(st)]
+    if broken:
+        print(
+            "warning: pipeline: some input could not be read; counted in the steps' stats.json:",
+            file=sys.stderr,
+        )
+        for step, line in broken:
+            print(f"  {step}: {line}", file=sys.stderr)
+        if args.strict:
+            return EXIT_STRICT
+    print(f"pipeline: {', '.join(ran) or 'nothing'} run; outputs under {args.output}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
