@@ -69,7 +69,7 @@ $(STAMP): pyproject.toml setup.py src/dialogsmith/_fastjson.c
 setup: java-check $(STAMP)
 
 sample: setup
-	$(PY) -m dialogsmith.synth --out $(call q,$(DUMPS)) --seed $(SEED) --comments $(SAMPLE_COMMENTS) $(if $(filter 1 yes true,$(FORCE)),--force)
+	$(PY) -m dialogsmith.sample.synth --out $(call q,$(DUMPS)) --seed $(SEED) --comments $(SAMPLE_COMMENTS) $(if $(filter 1 yes true,$(FORCE)),--force)
 
 extract: setup
 	@test -n $(call q,$(OUT)) || { echo "usage: make extract DUMPS=<dir> OUT=<dir>"; exit 2; }

@@ -4,7 +4,7 @@
 
 Rows:
 - baseline  one core: zstd stream decode (2 GiB window) + ``orjson.loads`` of every line, nothing kept
-- ingest    the whole Spark job (dialogsmith.ingest.run): decode, parse, type, bucket, dedup, Parquet
+- ingest    the whole Spark job (dialogsmith.extract.job.run): decode, parse, type, bucket, dedup, Parquet
             write, stats. Spark start-up (JVM, one Python worker per core with the package imported) is
             reported separately and excluded. The job runs --runs times, each run right after a
             baseline pass, and the ratio is taken per (pass, run) pair: the VM's speed drifts by up to
@@ -13,7 +13,7 @@ Rows:
 Rates are lines/s and decoded MB/s; the ingest rate is divided by the cores Spark uses (per core).
 Goal (issue 2): ingest per core >= 50% of the baseline.
 
-The generated month (``dialogsmith.synth``, one month of --comments comments plus its submissions) is
+The generated month (``dialogsmith.sample.synth``, one month of --comments comments plus its submissions) is
 cached under --work and regenerated only when missing.
 """
 
@@ -33,8 +33,9 @@ from pathlib import Path  # noqa: E402
 
 import orjson  # noqa: E402
 
-from dialogsmith import dumps, ingest  # noqa: E402
-from dialogsmith.synth import SynthConfig, generate  # noqa: E402
+from dialogsmith.extract import dumps  # noqa: E402
+from dialogsmith.extract import job as ingest  # noqa: E402
+from dialogsmith.sample.synth import SynthConfig, generate  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -77,7 +78,7 @@ def baseline(files: list[Path]) -> tuple[int, int, float, float]:
 
 
 def _warm_worker(_):
-    import dialogsmith.ingest  # noqa: F401  (pyarrow, numpy, zstandard with it)
+    import dialogsmith.extract.job  # noqa: F401  (pyarrow, numpy, zstandard with it)
 
     time.sleep(0.5)  # hold the core so that every partition gets its own worker
     yield 0

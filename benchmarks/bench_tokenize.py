@@ -9,7 +9,7 @@ machine does not skew the ratios; the Spark row is wall time under local[1]):
 - stage task             the stage's executor work in-process: read Parquet, encode, example rules, write shards
 - stage Spark job        the whole job under Spark local[1], wall clock (JVM start excluded; planning,
                          scheduling, commit, manifest included)
-- slow Python GPT-2 BPE  one text at a time (dialogsmith.bpe_reference = the Python GPT2Tokenizer of DialoGPT's
+- slow Python GPT-2 BPE  one text at a time (bpe_reference = the Python GPT2Tokenizer of DialoGPT's
                          prepro; baseline b). transformers >= 5's GPT2Tokenizer is Rust-backed: shown too.
 - transformers<5 GPT2Tokenizer (Python)  with --slow-python: the pure-Python class of transformers 4.x, run
                          by another interpreter (python -m venv /tmp/hf4 && /tmp/hf4/bin/pip install
@@ -36,8 +36,8 @@ from pathlib import Path  # noqa: E402
 import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
-from dialogsmith import schemas  # noqa: E402
-from dialogsmith import tokenize_stage as ts  # noqa: E402
+from dialogsmith.formats import schemas  # noqa: E402
+from dialogsmith.tokenize import job as ts  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_GPT2 = REPO.parent / "shared" / "gpt2"
@@ -271,7 +271,8 @@ def main(argv=None) -> int:
             ts.run(job_args)
             spark_wall = time.perf_counter() - t0
 
-        from dialogsmith.bpe_reference import PythonGPT2BPE
+        sys.path.insert(0, str(REPO / "tests"))  # the slow reference BPE is test code
+        from bpe_reference import PythonGPT2BPE
 
         slow = PythonGPT2BPE(os.path.join(tok_dir, "vocab.json"), os.path.join(tok_dir, "merges.txt"))
         sample = texts[: args.slow_texts]

@@ -22,9 +22,10 @@ import torch
 
 from dialogsmith.train.config import MODEL_PRESETS, TrainConfig
 from dialogsmith.train.loop import run
-from dialogsmith.train.toydata import make_dataset
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))  # the toy dataset maker is test code
+from toydata import make_dataset  # noqa: E402
 GPT2_DIR = REPO.parent / "shared" / "gpt2"
 WORDS = (
     "i you the a to and it is that of in this was for not but on my have be with just like so what "
@@ -81,7 +82,7 @@ def bench_trainer(data: str, work: str, batch: int, steps: int, preset: str) -> 
         TrainingArguments,
     )
 
-    from dialogsmith.shards import ShardDataset
+    from dialogsmith.formats.shards import ShardDataset
     from dialogsmith.train.model import load_gpt2_tokenizer
 
     ds = ShardDataset(data)
@@ -152,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         data = os.path.join(work, "shards")
         tok_dir = str(GPT2_DIR) if (GPT2_DIR / "vocab.json").exists() else None
         make_dataset(data, sample_dialogues(args.instances, 0), None, tokenizer_dir=tok_dir, max_len=128)
-        from dialogsmith.shards import ShardDataset
+        from dialogsmith.formats.shards import ShardDataset
 
         lengths = ShardDataset(data).lengths
         rows = max(1, round(args.batch * float(lengths.mean()) / 128))  # same tokens per step as Trainer

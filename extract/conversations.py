@@ -8,7 +8,7 @@ See docs/conversations.md and `--help`.
 
 import sys
 
-from dialogsmith.conversations import main
+from dialogsmith.instances.job import main
 
 if __name__ == "__main__":
     sys.exit(main())

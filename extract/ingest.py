@@ -5,7 +5,7 @@ Also runs unchanged under `spark-submit extract/ingest.py --input â€¦ --output â
 
 import sys
 
-from dialogsmith.ingest import main
+from dialogsmith.extract.job import main
 
 if __name__ == "__main__":
     sys.exit(main())

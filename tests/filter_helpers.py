@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from dialogsmith.schemas import INSTANCES
+from dialogsmith.formats.schemas import INSTANCES
 
 _n = [0]
 

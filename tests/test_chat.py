@@ -8,11 +8,11 @@ import sys
 import textwrap
 
 import pytest
+from toydata import make_dataset
 
-from dialogsmith.train.chat import generate_replies, load, main, reverse_scores
+from dialogsmith.chat import generate_replies, load, main, reverse_scores
 from dialogsmith.train.config import TrainConfig
 from dialogsmith.train.loop import run
-from dialogsmith.train.toydata import make_dataset
 
 DIALOGUES = [
     ["hello there", "hi how are you today"],

@@ -137,7 +137,7 @@ def _counts(stats_path: Path) -> dict:
 
 def _shard_contents(root: Path) -> dict[str, list]:
     """Per split: every instance as (turn token tuples, trainable flags), sorted (shard layout may differ)."""
-    from dialogsmith.shards import ShardDataset
+    from dialogsmith.formats.shards import ShardDataset
 
     manifest = json.loads((root / "manifest.json").read_text())
     out = {}
@@ -152,9 +152,11 @@ def _shard_contents(root: Path) -> dict[str, list]:
 
 
 def test_stages_on_the_cluster_equal_local_run(cluster, wheel_zip, spark, tmp_path):
-    from dialogsmith import conversations, ingest, tokenize_stage
     from dialogsmith import filter as filter_stage
-    from dialogsmith.synth import SynthConfig, generate
+    from dialogsmith.extract import job as ingest
+    from dialogsmith.instances import job as conversations
+    from dialogsmith.sample.synth import SynthConfig, generate
+    from dialogsmith.tokenize import job as tokenize_stage
 
     dumps = tmp_path / "dumps"
     generate(dumps, SynthConfig(months=["2016-01", "2016-02"], comments_per_month=800, seed=11))

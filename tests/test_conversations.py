@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dialogsmith.conversations import (
+from dialogsmith.instances.job import (
     _PARENT_MISSING,
     _PARENT_SUBMISSION,
     TITLE,
@@ -100,7 +100,7 @@ def test_whitespace_token_counts_match_python_split(native, monkeypatch):
     import pyarrow as pa
 
     from dialogsmith import fastjson
-    from dialogsmith.conversations import whitespace_token_counts
+    from dialogsmith.instances.job import whitespace_token_counts
 
     if native and not fastjson.AVAILABLE:
         pytest.skip("the C module is not built")
@@ -158,7 +158,7 @@ def test_dialogpt_submissions_match_the_row_by_row_reading():
 
     import pyarrow as pa
 
-    from dialogsmith.conversations import dialogpt_submissions
+    from dialogsmith.instances.job import dialogpt_submissions
 
     rng = random.Random(5)
     titles = [
@@ -217,7 +217,7 @@ def test_parent_index_and_leaf_flags_match_dicts(alphabet):
 
     import pyarrow as pa
 
-    from dialogsmith.conversations import _PARENT_MISSING, _PARENT_SUBMISSION, _parent_index_array
+    from dialogsmith.instances.job import _PARENT_MISSING, _PARENT_SUBMISSION, _parent_index_array
 
     rng = random.Random(11)
     alphabet = "0123456789abcdefghijklmnopqrstuvwxyzAB_-"

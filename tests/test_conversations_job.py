@@ -9,8 +9,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from dialogsmith import conversations, fsutil, outputs
-from dialogsmith.schemas import (
+from dialogsmith import fsutil, outputs
+from dialogsmith.formats.schemas import (
     COMMENTS,
     COMMENTS_VERSION,
     INSTANCES_VERSION,
@@ -20,7 +20,8 @@ from dialogsmith.schemas import (
     link_bucket,
     with_metadata,
 )
-from dialogsmith.stats import StageStats
+from dialogsmith.formats.stats import StageStats
+from dialogsmith.instances import job as conversations
 
 N_BUCKETS = 3
 

@@ -15,11 +15,14 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from dialogsmith import conversations, ingest, outputs, tokenize_stage
-from dialogsmith.filter import dialogpt_tsv
+from dialogsmith import outputs
+from dialogsmith.extract import job as ingest
 from dialogsmith.filter import job as filter_job
-from dialogsmith.stats import EXIT_STRICT, StageStats
-from dialogsmith.synth import SynthConfig, generate
+from dialogsmith.formats.stats import EXIT_STRICT, StageStats
+from dialogsmith.instances import job as conversations
+from dialogsmith.recipes import dialogpt_tsv
+from dialogsmith.sample.synth import SynthConfig, generate
+from dialogsmith.tokenize import job as tokenize_stage
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -102,7 +105,7 @@ def test_tokenize_into_a_directory_with_a_user_file_is_refused(spark, tmp_path, 
 
 
 def test_sample_refuses_a_directory_of_real_dumps(tmp_path, capsys):
-    from dialogsmith import synth
+    from dialogsmith.sample import synth
 
     real = tmp_path / "reddit"
     real.mkdir()

@@ -1,6 +1,6 @@
 """A cut or corrupt dump keeps every complete line its decoder can produce before the break.
 
-Real files: generator output (``dialogsmith.synth``) really compressed with each codec, then cut short
+Real files: generator output (``dialogsmith.sample.synth``) really compressed with each codec, then cut short
 or with bytes flipped. What is decodable before the break is measured with the codec's own
 decompressor fed one byte at a time, and with the command-line tool where it is installed.
 """
@@ -21,9 +21,10 @@ import pyarrow.dataset as ds
 import pytest
 import zstandard
 
-from dialogsmith import dumps, ingest
-from dialogsmith.stats import StageStats
-from dialogsmith.synth import SynthConfig, generate
+from dialogsmith.extract import dumps
+from dialogsmith.extract import job as ingest
+from dialogsmith.formats.stats import StageStats
+from dialogsmith.sample.synth import SynthConfig, generate
 
 NAME = "RC_2016-01"
 EXT = {"zst": ".zst", "bz2": ".bz2", "xz": ".xz", "gz": ".gz"}
@@ -321,7 +322,7 @@ def test_zstd_frame_walk_tells_complete_files_from_cut_ones(tmp_path):
     import pyarrow as pa
     import zstandard
 
-    from dialogsmith.dumps import zstd_frames_complete
+    from dialogsmith.extract.dumps import zstd_frames_complete
 
     data = b"".join(b'{"id": "%d"}\n' % i for i in range(50_000))
     one = zstandard.ZstdCompressor(level=3, write_checksum=True).compress(data)

@@ -15,10 +15,12 @@ import pyarrow.parquet as pq
 import pytest
 import zstandard
 
-from dialogsmith import conversations, dumps, ingest
-from dialogsmith.filter import dialogpt_tsv
+from dialogsmith.extract import dumps
+from dialogsmith.extract import job as ingest
 from dialogsmith.filter import job as filter_job
-from dialogsmith.stats import StageStats
+from dialogsmith.formats.stats import StageStats
+from dialogsmith.instances import job as conversations
+from dialogsmith.recipes import dialogpt_tsv
 from dialogsmith.text.dialogpt import gpt_normalize, minimal_normalize
 
 N_BUCKETS = 4
@@ -187,7 +189,7 @@ def test_hand_made_chains_across_buckets(spark, tmp_path, use_title):
 def test_generated_months_with_cross_thread_parents(spark, tmp_path):
     """A generated month with parents named across threads: the instances stage equals the month-wide
     reference, whatever the number of buckets."""
-    from dialogsmith.synth import SynthConfig, generate
+    from dialogsmith.sample.synth import SynthConfig, generate
 
     try:
         cfg_s = SynthConfig(months=["2016-05"], comments_per_month=6000, seed=21, shape="realistic")

@@ -11,9 +11,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from dialogsmith import ingest
-from dialogsmith.filter import dialogpt_tsv
-from dialogsmith.synth import SynthConfig, generate
+from dialogsmith.extract import job as ingest
+from dialogsmith.recipes import dialogpt_tsv
+from dialogsmith.sample.synth import SynthConfig, generate
 
 MONTHS = ["2016-01", "2016-02"]
 
@@ -39,8 +39,8 @@ def _stats(out, stage):
 
 
 def test_drop_in_equals_the_stages_one_by_one(spark, dumps_dir, tmp_path):
-    from dialogsmith import conversations
     from dialogsmith.filter import job
+    from dialogsmith.instances import job as conversations
 
     dumps, report = dumps_dir
     out = tmp_path / "tsv"

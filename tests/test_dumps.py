@@ -12,7 +12,8 @@ import pyarrow as pa
 import pytest
 import zstandard
 
-from dialogsmith import dumps, fastjson
+from dialogsmith import fastjson
+from dialogsmith.extract import dumps
 
 ENGINES = ["native", "arrow"] if fastjson.AVAILABLE else ["arrow"]
 
@@ -327,7 +328,7 @@ def test_real_bigquery_fixture(shared_dir):
 
 
 def test_generator_output_fast_path_equals_reference(tmp_path):
-    from dialogsmith.synth import SynthConfig, generate
+    from dialogsmith.sample.synth import SynthConfig, generate
 
     report = generate(tmp_path, SynthConfig(months=["2015-06"], comments_per_month=3000, seed=3))
     for name, expected in report.files.items():

@@ -13,8 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from dialogsmith import schemas
-from dialogsmith.evaluation import (
+from dialogsmith.eval import (
     DecodeConfig,
     EvalConfig,
     evaluate,
@@ -27,6 +26,7 @@ from dialogsmith.evaluation import (
     reference_example,
     reference_sets,
 )
+from dialogsmith.formats import schemas
 
 REPO = Path(__file__).resolve().parents[1]
 EOS = "<|endoftext|>"
@@ -113,7 +113,7 @@ def test_eval_entry_point_help():
 
 
 def test_eval_cli_end_to_end(tiny_model, refs_file, tmp_path, capsys):
-    from dialogsmith.evaluation import main
+    from dialogsmith.eval import main
 
     out = tmp_path / "eval"
     argv = [
@@ -179,7 +179,7 @@ def test_batched_generation_equals_one_by_one(tiny_model):
 
 
 def test_reference_example_matches_the_shard_layout(tiny_model):
-    from dialogsmith.shards import layout
+    from dialogsmith.formats.shards import layout
 
     model, tok, eos = load_model(tiny_model)
     ctx, ref = ["hello how are you", "i am fine"], "good to hear"
@@ -204,7 +204,7 @@ def _manual_ppl(model, examples) -> float:
 
 
 def test_perplexity_on_shards_and_references(tiny_model, tmp_path, refs_file):
-    from dialogsmith.shards import ShardDataset, ShardInstance, write_dataset
+    from dialogsmith.formats.shards import ShardDataset, ShardInstance, write_dataset
 
     model, tok, eos = load_model(tiny_model)
     insts = []

@@ -22,8 +22,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dialogsmith import dumps
-from dialogsmith.dumps import COMMENTS, FIELDS, KINDS, REQUIRED, SUBMISSIONS, Quarantined, parse_line
+from dialogsmith.extract import dumps
+from dialogsmith.extract.dumps import COMMENTS, FIELDS, KINDS, REQUIRED, SUBMISSIONS, Quarantined, parse_line
 
 try:
     from dialogsmith import fastjson
@@ -757,7 +757,7 @@ def test_property_random_lines(records, rnd):
 
 @pytest.fixture(scope="module")
 def dump_paths(tmp_path_factory) -> list:
-    from dialogsmith.synth import SynthConfig, generate
+    from dialogsmith.sample.synth import SynthConfig, generate
 
     out = tmp_path_factory.mktemp("fastjson-dumps")
     months = ["2012-06", "2015-02", "2016-11", "2017-10", "2023-01"]

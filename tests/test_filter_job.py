@@ -10,8 +10,8 @@ from filter_helpers import instance, table
 
 from dialogsmith import outputs
 from dialogsmith.filter import job
-from dialogsmith.schemas import INSTANCES, INSTANCES_VERSION, with_metadata
-from dialogsmith.stats import StageStats
+from dialogsmith.formats.schemas import INSTANCES, INSTANCES_VERSION, with_metadata
+from dialogsmith.formats.stats import StageStats
 
 
 def _corpus() -> list[dict]:

@@ -2,7 +2,7 @@
 
 Configs A-D of ../shared/specs/dialogpt-extractor.md ("Golden configs"), both months: our
 OUT/<month>.tsv sorted bytewise == the gunzipped expected/<config>/<month>.tsv.gz. The pipeline runs
-through the make target's code path (filter/dialogpt_tsv.py → dialogsmith.filter.dialogpt_tsv.main),
+through the make target's code path (filter/dialogpt_tsv.py → dialogsmith.recipes.dialogpt_tsv.main),
 in both of its modes (one task per month, and the staged ingest -> instances -> filter).
 """
 
@@ -12,8 +12,8 @@ import gzip
 
 import pytest
 
-from dialogsmith.filter import dialogpt_tsv
-from dialogsmith.stats import StageStats
+from dialogsmith.formats.stats import StageStats
+from dialogsmith.recipes import dialogpt_tsv
 
 CONFIGS = {
     "A": ["--min_score", "1", "--min_depth", "2", "--max_depth", "5", "--use_title", "0", "--leaves_only", "1"],

@@ -15,9 +15,12 @@ import pyarrow.parquet as pq
 import pytest
 import zstandard
 
-from dialogsmith import dumps, fsutil, ingest, outputs, schemas
-from dialogsmith.stats import StageStats
-from dialogsmith.synth import SynthConfig, generate
+from dialogsmith import fsutil, outputs
+from dialogsmith.extract import dumps
+from dialogsmith.extract import job as ingest
+from dialogsmith.formats import schemas
+from dialogsmith.formats.stats import StageStats
+from dialogsmith.sample.synth import SynthConfig, generate
 
 
 def zstd_long(data: bytes) -> bytes:

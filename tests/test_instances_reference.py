@@ -9,10 +9,10 @@ import random
 import pyarrow as pa
 import pytest
 
-from dialogsmith import conversations as conv
-from dialogsmith.conversations import TITLE, BuildConfig, light_normalize, parent_indices, walk_up
-from dialogsmith.schemas import COMMENTS, INSTANCES, SUBMISSIONS
-from dialogsmith.stats import StageStats
+from dialogsmith.formats.schemas import COMMENTS, INSTANCES, SUBMISSIONS
+from dialogsmith.formats.stats import StageStats
+from dialogsmith.instances import job as conv
+from dialogsmith.instances.job import TITLE, BuildConfig, light_normalize, parent_indices, walk_up
 
 
 def reference_default(cfg: BuildConfig, comments: list[dict], submissions: list[dict], bl_subs=None):

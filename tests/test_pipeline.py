@@ -8,8 +8,9 @@ import shutil
 
 import pytest
 
-from dialogsmith import pipeline, tokenize_stage
-from dialogsmith.synth import SynthConfig, generate
+from dialogsmith import pipeline
+from dialogsmith.sample.synth import SynthConfig, generate
+from dialogsmith.tokenize import job as tokenize_stage
 
 
 @pytest.fixture(scope="module")

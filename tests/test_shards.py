@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dialogsmith import shards
-from dialogsmith.shards import (
+from dialogsmith.formats import shards
+from dialogsmith.formats.shards import (
     IGNORE,
     ShardDataset,
     ShardError,
@@ -245,11 +245,11 @@ def test_numpy_only_reading_following_the_docs(tmp_path):
 
 
 def test_decode_command_prints_turns_and_marks(tmp_path, tmp_path_factory):
-    from dialogsmith.tokenize_stage import train_small_bpe
+    from dialogsmith.tokenize.job import train_small_bpe
 
     texts = ["hello there", "how are you", "fine thanks", "see you later"] * 20
     tok_dir = train_small_bpe(texts, tmp_path_factory.mktemp("bpe"), vocab_size=300)
-    from dialogsmith.tokenize_stage import eos_id_of, load_tokenizer
+    from dialogsmith.tokenize.job import eos_id_of, load_tokenizer
 
     tok = load_tokenizer(tok_dir)
     eos = eos_id_of(tok)

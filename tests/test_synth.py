@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from dialogsmith import synth
-from dialogsmith.synth import SynthConfig, generate
+from dialogsmith.sample import synth
+from dialogsmith.sample.synth import SynthConfig, generate
 
 SMALL = 3000  # comment lines per month: each generate() call below takes well under a second
 
@@ -153,7 +153,17 @@ def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path):
     a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
     generate(a, cfg)
     # the same config through the CLI in another process, with another string-hash seed
-    cmd = [sys.executable, "-m", "dialogsmith.synth", "--out", str(b), "--seed", "99", "--comments", "800"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "dialogsmith.sample.synth",
+        "--out",
+        str(b),
+        "--seed",
+        "99",
+        "--comments",
+        "800",
+    ]
     cmd += ["--months", "2011-01,2011-02", "--mega-thread", "300"]
     subprocess.run(cmd, check=True, capture_output=True, env={**os.environ, "PYTHONHASHSEED": "12345"})
     generate(c, SynthConfig(months=cfg.months, comments_per_month=800, seed=100, mega_thread=300))
@@ -477,7 +487,17 @@ def test_realistic_same_seed_same_bytes(tmp_path):
     kw = dict(months=["2016-11", "2016-12"], comments_per_month=4000, shape="realistic", chunk_comments=1000)
     a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
     report = generate(a, SynthConfig(seed=5, mega_thread=600, **kw))
-    cmd = [sys.executable, "-m", "dialogsmith.synth", "--out", str(b), "--seed", "5", "--comments", "4000"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "dialogsmith.sample.synth",
+        "--out",
+        str(b),
+        "--seed",
+        "5",
+        "--comments",
+        "4000",
+    ]
     cmd += ["--months", "2016-11,2016-12", "--mega-thread", "600", "--shape", "realistic"]
     cmd += ["--chunk-comments", "1000"]
     subprocess.run(cmd, check=True, capture_output=True, env={**os.environ, "PYTHONHASHSEED": "777"})

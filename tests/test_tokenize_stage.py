@@ -12,10 +12,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from dialogsmith import schemas, shards
-from dialogsmith.shards import ShardDataset
-from dialogsmith.stats import StageStats
-from dialogsmith.tokenize_stage import (
+from dialogsmith.formats import schemas, shards
+from dialogsmith.formats.shards import ShardDataset
+from dialogsmith.formats.stats import StageStats
+from dialogsmith.tokenize.job import (
     build_parser,
     eos_id_of,
     load_tokenizer,
@@ -263,9 +263,8 @@ def test_reverse_from_a_dataframe(spark, fixture_input, small_bpe, tmp_path):
 
 
 def test_gpt2_tokenization_matches_the_python_reference_bpe(spark, gpt2_dir, tmp_path):
+    from bpe_reference import PythonGPT2BPE
     from transformers import GPT2Tokenizer
-
-    from dialogsmith.bpe_reference import PythonGPT2BPE
 
     texts = [
         ["hello , how are you ?", "i 'm fine , thanks !", "what 's up"],

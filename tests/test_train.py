@@ -16,13 +16,13 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
+from toydata import make_dataset
 
-from dialogsmith.shards import ShardDataset, ShardInstance, build_example, write_dataset
+from dialogsmith.formats.shards import ShardDataset, ShardInstance, build_example, write_dataset
 from dialogsmith.train.config import TrainConfig, parse_config
 from dialogsmith.train.data import collate, epoch_plan, group_steps, pack_rows
 from dialogsmith.train.loop import run
 from dialogsmith.train.model import LossModel, lr_at, param_groups
-from dialogsmith.train.toydata import make_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 E = 50  # EOS id of the hand-built vocabularies below

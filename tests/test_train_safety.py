@@ -11,12 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from toydata import make_dataset
 
-from dialogsmith.shards import HEADER, ShardDataset, ShardReader
+from dialogsmith.formats.shards import HEADER, ShardDataset, ShardReader
 from dialogsmith.train.config import TrainConfig
 from dialogsmith.train.data import epoch_plan, group_steps
 from dialogsmith.train.loop import run
-from dialogsmith.train.toydata import make_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 WORDS = "the cat dog sat on a mat ran far home red blue big small why how yes no ok fine".split()
@@ -179,7 +179,7 @@ def tiny_run(toy, tmp_path_factory) -> Path:
 
 
 def test_eval_refuses_corrupted_shards(toy, tiny_run, tmp_path, capsys):
-    from dialogsmith.evaluation import main
+    from dialogsmith.eval import main
 
     refs = tmp_path / "test.refs.txt"
     refs.write_text("the cat sat EOS on a mat\t1|yes ok\nhow far\t1|home\n")

@@ -2,7 +2,7 @@
 
 import sys
 
-from dialogsmith.shards import decode_main
+from dialogsmith.formats.shards import decode_main
 
 if __name__ == "__main__":
     sys.exit(decode_main())

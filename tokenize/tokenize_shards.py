@@ -5,7 +5,7 @@ Also runs unchanged under `spark-submit tokenize/tokenize_shards.py ...`. See do
 
 import sys
 
-from dialogsmith.tokenize_stage import main
+from dialogsmith.tokenize.job import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from dialogsmith.train.chat import main
+from dialogsmith.chat import main
 
 if __name__ == "__main__":
     sys.exit(main())

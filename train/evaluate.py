@@ -2,7 +2,7 @@
 
 import sys
 
-from dialogsmith.evaluation import main
+from dialogsmith.eval import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -11,28 +11,31 @@ import sys
 
 # subcommand: (module with main(argv) -> int, what it does)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "sample": ("dialogsmith.synth", "synthetic Pushshift-style RC_/RS_ dumps (for trying every stage)"),
-    "extract": ("dialogsmith.ingest", "dumps -> typed, deduplicated Parquet bucketed by thread"),
-    "instances": ("dialogsmith.conversations", "comment trees -> dialogue instances"),
+    "sample": (
+        "dialogsmith.sample.synth",
+        "synthetic Pushshift-style RC_/RS_ dumps (for trying every stage)",
+    ),
+    "extract": ("dialogsmith.extract.job", "dumps -> typed, deduplicated Parquet bucketed by thread"),
+    "instances": ("dialogsmith.instances.job", "comment trees -> dialogue instances"),
     "filter": ("dialogsmith.filter.job", "instances -> train/valid/test (named rules, funnel)"),
     "dialogpt-tsv": (
-        "dialogsmith.filter.dialogpt_tsv",
+        "dialogsmith.recipes.dialogpt_tsv",
         "the released DialoGPT extractor, exactly: dumps -> <month>.tsv",
     ),
-    "tokenize": ("dialogsmith.tokenize_stage", "filter output or DialoGPT TSV -> token shards"),
+    "tokenize": ("dialogsmith.tokenize.job", "filter output or DialoGPT TSV -> token shards"),
     "pipeline": (
         "dialogsmith.pipeline",
         "extract -> instances -> filter -> tokenize in one Spark session, resumable",
     ),
     "train": ("dialogsmith.train.loop", "fine-tune GPT-2 on token shards (torchrun for several GPUs)"),
-    "chat": ("dialogsmith.train.chat", "talk to a model (greedy, beam, sampling, MMI reranking)"),
+    "chat": ("dialogsmith.chat", "talk to a model (greedy, beam, sampling, MMI reranking)"),
     "eval": (
-        "dialogsmith.evaluation",
+        "dialogsmith.eval",
         "generate for a test set; NIST, BLEU, METEOR, Entropy, Dist, perplexity",
     ),
     "metrics": ("dialogsmith.metrics.__main__", "the paper's metrics for hypothesis/reference files"),
     "demo": ("dialogsmith.demo", "every stage on a synthetic sample, and a report"),
-    "shards": ("dialogsmith.shards", "look into token shards (decode, verify)"),
+    "shards": ("dialogsmith.formats.shards", "look into token shards (decode, verify)"),
     "cluster": ("dialogsmith.cluster", "a local Spark standalone cluster, the package for spark-submit"),
 }
 

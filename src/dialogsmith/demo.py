@@ -4,14 +4,14 @@
 
 Steps (each writes one directory under DATA):
 
-    sample     dumps/         synthetic Pushshift RC_/RS_ files (dialogsmith.synth)
-    extract    extract/       comments/, submissions/, quarantine/, stats.json (dialogsmith.ingest)
-    instances  conversations/ instances/, stats.json (dialogsmith.conversations)
+    sample     dumps/         synthetic Pushshift RC_/RS_ files (dialogsmith.sample.synth)
+    extract    extract/       comments/, submissions/, quarantine/, stats.json (dialogsmith.extract.job)
+    instances  conversations/ instances/, stats.json (dialogsmith.instances.job)
     filter     filter/        train/, valid/, test/, dropped/, stats.json, funnel.json (dialogsmith.filter)
     tokenizer  tokenizer/     a small byte-level BPE trained on the train split (offline: no hub)
-    tokenize   shards/        <split>/shard-*.bin, manifest.json, stats.json (dialogsmith.tokenize_stage)
+    tokenize   shards/        <split>/shard-*.bin, manifest.json, stats.json (dialogsmith.tokenize.job)
     train      model/         a tiny GPT-2 (save_pretrained), log.jsonl, checkpoints/ (dialogsmith.train)
-    eval       eval/          metrics.json, hyp.txt, ref*.txt (dialogsmith.evaluation)
+    eval       eval/          metrics.json, hyp.txt, ref*.txt (dialogsmith.eval)
     report     report.md, report.json
 
 A step whose inputs are unchanged is skipped: its fingerprint (its parameters, the source code of its
@@ -130,7 +130,7 @@ def _clear_own(cfg: DemoConfig, step: str, out: Path) -> None:
 
 def run_sample(cfg: DemoConfig, out: Path) -> dict:
     from dialogsmith import outputs
-    from dialogsmith.synth import STAGE, SynthConfig, generate
+    from dialogsmith.sample.synth import STAGE, SynthConfig, generate
 
     with outputs.stage_output(str(out), STAGE) as tmp:
         report = generate(
@@ -145,13 +145,13 @@ def run_sample(cfg: DemoConfig, out: Path) -> dict:
 
 
 def run_extract(cfg: DemoConfig, out: Path) -> dict:
-    _call_main("dialogsmith.ingest", ["--input", str(_path(cfg, "dumps")), "--output", str(out)])
+    _call_main("dialogsmith.extract.job", ["--input", str(_path(cfg, "dumps")), "--output", str(out)])
     return _stats(out)
 
 
 def run_instances(cfg: DemoConfig, out: Path) -> dict:
     argv = ["--input", str(_path(cfg, "extract")), "--output", str(out), "--profile", cfg.conv_profile]
-    _call_main("dialogsmith.conversations", argv)
+    _call_main("dialogsmith.instances.job", argv)
     return _stats(out)
 
 
@@ -180,7 +180,7 @@ def _split_texts(filter_dir: Path, split: str = "train") -> list[str]:
 
 
 def run_tokenizer(cfg: DemoConfig, out: Path) -> dict:
-    from dialogsmith.tokenize_stage import train_small_bpe
+    from dialogsmith.tokenize.job import train_small_bpe
 
     if cfg.tokenizer:
         src = Path(cfg.tokenizer)
@@ -210,7 +210,7 @@ def run_tokenize(cfg: DemoConfig, out: Path) -> dict:
         "--max-len", str(cfg.max_len),
         "--splits", "train,valid,test",
     ]  # fmt: skip
-    _call_main("dialogsmith.tokenize_stage", argv)
+    _call_main("dialogsmith.tokenize.job", argv)
     manifest = json.loads((out / "manifest.json").read_text())
     return {
         split: {"instances": s["instances"], "tokens": s["tokens"], "shards": len(s["shards"])}
@@ -256,7 +256,7 @@ def run_eval(cfg: DemoConfig, out: Path) -> dict:
         "--max-new-tokens", "30",
         "--no-repeat-ngram-size", "3",
     ]  # fmt: skip
-    _call_main("dialogsmith.evaluation", argv)
+    _call_main("dialogsmith.eval", argv)
     result = json.loads((out / "metrics.json").read_text())
     return {"metrics": result.get("metrics"), "perplexity": result.get("perplexity")}
 
@@ -274,12 +274,12 @@ def _p_sample(c: DemoConfig) -> dict:
 
 
 STEPS: list[Step] = [
-    Step("sample", "dumps", "dialogsmith.synth", (), _p_sample, run_sample, "issue 2"),
-    Step("extract", "extract", "dialogsmith.ingest", ("sample",), lambda c: {}, run_extract, "issue 2"),
+    Step("sample", "dumps", "dialogsmith.sample.synth", (), _p_sample, run_sample, "issue 2"),
+    Step("extract", "extract", "dialogsmith.extract.job", ("sample",), lambda c: {}, run_extract, "issue 2"),
     Step(
         "instances",
         "conversations",
-        "dialogsmith.conversations",
+        "dialogsmith.instances.job",
         ("extract",),
         lambda c: {"profile": c.conv_profile},
         run_instances,
@@ -297,7 +297,7 @@ STEPS: list[Step] = [
     Step(
         "tokenizer",
         "tokenizer",
-        "dialogsmith.tokenize_stage",
+        "dialogsmith.tokenize.job",
         ("filter",),
         lambda c: {"tokenizer": c.tokenizer, "vocab_size": c.vocab_size},
         run_tokenizer,
@@ -306,7 +306,7 @@ STEPS: list[Step] = [
     Step(
         "tokenize",
         "shards",
-        "dialogsmith.tokenize_stage",
+        "dialogsmith.tokenize.job",
         ("filter", "tokenizer"),
         lambda c: {"max_len": c.max_len},
         run_tokenize,
@@ -331,7 +331,7 @@ STEPS: list[Step] = [
     Step(
         "eval",
         "eval",
-        "dialogsmith.evaluation",
+        "dialogsmith.eval",
         ("train", "filter", "tokenize"),
         lambda c: {"items": c.eval_items},
         run_eval,

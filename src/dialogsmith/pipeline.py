@@ -22,16 +22,16 @@ import sys
 import time
 
 from dialogsmith import fsutil, outputs
-from dialogsmith.stats import EXIT_STRICT, StageStats, problems
+from dialogsmith.formats.stats import EXIT_STRICT, StageStats, problems
 
 STAGE = "pipeline"
 RECORD = "_pipeline.json"
 # step: (module with build_parser/run, its stats stage, the stage whose output it reads)
 STEPS = {
-    "extract": ("dialogsmith.ingest", "extract", None),
-    "instances": ("dialogsmith.conversations", "instances", "extract"),
+    "extract": ("dialogsmith.extract.job", "extract", None),
+    "instances": ("dialogsmith.instances.job", "instances", "extract"),
     "filter": ("dialogsmith.filter.job", "filter", "instances"),
-    "tokenize": ("dialogsmith.tokenize_stage", "tokenize", "filter"),
+    "tokenize": ("dialogsmith.tokenize.job", "tokenize", "filter"),
 }
 
 
@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _dumps_fingerprint(spec: str) -> dict:
-    from dialogsmith.ingest import scan_inputs
+    from dialogsmith.extract.job import scan_inputs
 
     scan = scan_inputs(spec)
     files = []

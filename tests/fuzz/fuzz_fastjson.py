@@ -6,7 +6,7 @@ This script (the supervisor) compiles ``_fastjson.c`` with AddressSanitizer and 
 into ``build/fuzz/<key>/`` (cached; the key hashes the source, the flags, the compiler and the Python), then
 runs a worker (this file with ``--worker``) in a Python that has the sanitizer runtime preloaded. The worker
 loads that build as ``dialogsmith._fastjson``, so ``dialogsmith.fastjson.parse_lines`` calls it, and feeds
-it dump lines: synthetic dumps of every era (``dialogsmith.synth``), the real thread of
+it dump lines: synthetic dumps of every era (``dialogsmith.sample.synth``), the real thread of
 ``../shared/fixtures/real`` when present and the hand-written cases of tests/test_fastjson.py, mutated
 byte by byte and field by field, one line at a time and in whole blocks split the way ``BlockParser``
 splits them. Each call is checked with the oracle of tests/test_fastjson.py: every accepted line gives
@@ -422,7 +422,7 @@ class Inputs:
     def __init__(self, seed: int, seed_lines: dict[str, list[bytes]], hand: list[tuple[str, bytes]]):
         import orjson
 
-        from dialogsmith.dumps import FIELDS, KINDS, REQUIRED
+        from dialogsmith.extract.dumps import FIELDS, KINDS, REQUIRED
 
         self.rnd = random.Random(seed)
         self.fields, self.kinds, self.required = FIELDS, KINDS, REQUIRED
@@ -659,7 +659,7 @@ class Inputs:
         return spec
 
     def case(self, overlapping: bool = False) -> Case:
-        from dialogsmith.dumps import _line_bounds
+        from dialogsmith.extract.dumps import _line_bounds
 
         rnd = self.rnd
         kind = rnd.choice(self.kinds)
@@ -694,8 +694,8 @@ class Inputs:
 
 def seed_lines() -> dict[str, list[bytes]]:
     """Lines of small synthetic dumps of every era (malformed lines included) and the real thread."""
-    from dialogsmith.dumps import COMMENTS, SUBMISSIONS, parse_dump_name
-    from dialogsmith.synth import SynthConfig, generate
+    from dialogsmith.extract.dumps import COMMENTS, SUBMISSIONS, parse_dump_name
+    from dialogsmith.sample.synth import SynthConfig, generate
 
     out: dict[str, list[bytes]] = {COMMENTS: [], SUBMISSIONS: []}
     with tempfile.TemporaryDirectory(prefix="fuzz-seeds-") as tmp:

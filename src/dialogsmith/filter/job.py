@@ -52,7 +52,7 @@ from dialogsmith.filter.profiles import (
     make_profile,
 )
 from dialogsmith.filter.rules import DUPLICATE_PAIR
-from dialogsmith.schemas import (
+from dialogsmith.formats.schemas import (
     DROPPED,
     DROPPED_VERSION,
     FILTERED,
@@ -61,7 +61,7 @@ from dialogsmith.schemas import (
     INSTANCES_VERSION,
     with_metadata,
 )
-from dialogsmith.stats import StageStats, Timer, finish
+from dialogsmith.formats.stats import StageStats, Timer, finish
 
 STAGE = "filter"
 SPLITS = ("train", "valid", "test")

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from dialogsmith.shards import ShardError
+from dialogsmith.formats.shards import ShardError
 from dialogsmith.train import checkpoint as ckpt
 from dialogsmith.train.config import TrainConfig, resume_changes, save_config
 from dialogsmith.train.data import collate, epoch_plan, group_steps, padding_fraction
@@ -141,7 +141,7 @@ def _open_datasets(cfg: TrainConfig, d: Dist):
     the ranks of a node share the hashing of all shards (shard k on local rank k mod local world size) and
     the outcome is combined over all ranks before the first optimizer step: each node's copy is hashed
     once, by all its ranks in parallel. (Rank 0 alone would leave other nodes' copies unchecked.)"""
-    from dialogsmith.shards import ShardDataset
+    from dialogsmith.formats.shards import ShardDataset
 
     with open(_manifest_path(cfg)) as fh:
         splits = json.load(fh).get("splits", {})

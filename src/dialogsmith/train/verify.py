@@ -17,7 +17,7 @@ import time
 import numpy as np
 
 from dialogsmith import fsutil
-from dialogsmith.shards import MANIFEST, ShardError, verify_shards
+from dialogsmith.formats.shards import MANIFEST, ShardError, verify_shards
 
 HINT = "restore the shards from a good copy or re-run the tokenize stage"
 

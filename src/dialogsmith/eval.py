@@ -292,7 +292,7 @@ def perplexity_on_shards(
 ) -> dict:
     """Token-mean cross entropy over a tokenize output dir's split (the train stage's validation loss).
     Token ids beyond the model's (or the data's) vocabulary are refused, naming shard and instance."""
-    from dialogsmith.shards import ShardDataset
+    from dialogsmith.formats.shards import ShardDataset
     from dialogsmith.train.verify import check_token_ids
 
     ds = ShardDataset(root, split)

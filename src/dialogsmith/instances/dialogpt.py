@@ -37,7 +37,10 @@ import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
 from dialogsmith import fsutil
-from dialogsmith.conversations import (
+from dialogsmith.extract.job import later_duplicates
+from dialogsmith.formats.stats import StageStats
+from dialogsmith.idkeys import References, cross_pairs, id_key, parent_keys
+from dialogsmith.instances.job import (
     _PARENT_MISSING,
     EXTRACT_REASONS,
     TARGET_REASONS,
@@ -60,9 +63,6 @@ from dialogsmith.conversations import (
     walk_targets,
     write_instances,
 )
-from dialogsmith.idkeys import References, cross_pairs, id_key, parent_keys
-from dialogsmith.ingest import later_duplicates
-from dialogsmith.stats import StageStats
 
 # What the dialogpt profile reads of a dump line (the required fields are always read and typed).
 COMMENT_COLUMNS = ("id", "link_id", "parent_id", "author", "body", "score", "created_utc")
@@ -93,7 +93,7 @@ def load_rows(sources: list, columns: list[str]) -> pa.Table:
                 batches = [reader.get_batch(i) for i in src[2]]
                 tables.append(pa.Table.from_batches(batches, schema=reader.schema).select(columns))
         else:  # ("parquet", path, table name): the extract output, schema checked
-            from dialogsmith import schemas
+            from dialogsmith.formats import schemas
 
             pf = pq.ParquetFile(path, filesystem=fs)
             version = schemas.COMMENTS_VERSION if src[2] == "comments" else schemas.SUBMISSIONS_VERSION
@@ -105,7 +105,7 @@ def load_rows(sources: list, columns: list[str]) -> pa.Table:
 
 
 def _empty(columns: list[str]) -> pa.Table:
-    from dialogsmith.schemas import COMMENTS
+    from dialogsmith.formats.schemas import COMMENTS
 
     return pa.table({c: pa.array([], COMMENTS.field(c).type) for c in columns})
 
@@ -123,7 +123,7 @@ def _rows_of(table: pa.Table, column: str, value: str, keep: np.ndarray | None) 
 
 
 def _empty_subs() -> pa.Table:
-    from dialogsmith.schemas import SUBMISSIONS
+    from dialogsmith.formats.schemas import SUBMISSIONS
 
     cols = [*SUBMISSION_COLUMNS, "link_id", *_DERIVED]
     return pa.table({c: pa.array([], SUBMISSIONS.field(c).type) for c in cols})
@@ -213,7 +213,7 @@ def pass1(task: dict, cfg: BuildConfig) -> tuple[dict, StageStats, dict, dict, i
         code = code_all[rows]
         links = _contiguous(rc_all["link_id"]).take(pa.array(rows))
         if cfg.keys:
-            from dialogsmith.dialogpt_keys import load_month_keys
+            from dialogsmith.recipes.dialogpt_keys import load_month_keys
 
             keys = load_month_keys(cfg.keys, month, set(pc.unique(links).to_pylist()))
             t1 = pc.binary_join_element_wise("t1_", _contiguous(rc_all["id"]).take(pa.array(rows)), "")
@@ -258,7 +258,7 @@ def bucket_task(task: dict, cross: dict[str, CrossKeys], profile=None) -> dict:
     for month, (rc, subs) in months.items():
         keys = None
         if cfg.keys:
-            from dialogsmith.dialogpt_keys import load_month_keys
+            from dialogsmith.recipes.dialogpt_keys import load_month_keys
 
             keys = load_month_keys(cfg.keys, month, set(pc.unique(rc["link_id"]).to_pylist()))
         out = month_pass2(cfg, task, month, rc, subs, keys, bl_words, bl_subs, keys_of, ins, extra)
@@ -541,7 +541,7 @@ class _TableSink:
         self.table = None
 
     def write_columns(self, columns: dict) -> None:
-        from dialogsmith.schemas import INSTANCES
+        from dialogsmith.formats.schemas import INSTANCES
 
         self.table = pa.Table.from_arrays([columns[f.name] for f in INSTANCES], schema=INSTANCES)
 
@@ -569,7 +569,7 @@ class _InstanceSink:
             self.lines_per_month[month] = self.lines_per_month.get(month, 0) + lines.count(b"\n")
 
     def _parquet(self, table: pa.Table) -> None:
-        from dialogsmith.schemas import INSTANCES, INSTANCES_VERSION, with_metadata
+        from dialogsmith.formats.schemas import INSTANCES, INSTANCES_VERSION, with_metadata
 
         if self.writer is None:
             name = f"part-{self.task['bucket'].split('=', 1)[-1]}-{self.task['shard']:04d}.parquet"
@@ -610,7 +610,7 @@ def filter_lines(instances: pa.Table, profile, flt: StageStats) -> bytes:
 def settle(cfg: BuildConfig, settles: list[dict], ins: StageStats) -> pa.Table:
     """The driver's part: deferred targets (not leaves when a kept comment of another bucket replies to
     them) and pending walks (completed with the chains other buckets exported). The instances they make."""
-    from dialogsmith.schemas import INSTANCES
+    from dialogsmith.formats.schemas import INSTANCES
 
     named = {(m, pid) for st in settles for m, pid in st["named"]}
     chains = {k: v for st in settles for k, v in st["chains"].items()}

@@ -631,7 +631,7 @@ def _load_decoder(tokenizer_dir: str):
     path = fsutil.join(tokenizer_dir, "tokenizer.json")
     if fsutil.exists(path):
         return Tokenizer.from_str(fsutil.read_bytes(path).decode("utf-8"))
-    from dialogsmith.tokenize_stage import load_tokenizer
+    from dialogsmith.tokenize.job import load_tokenizer
 
     return load_tokenizer(tokenizer_dir)
 
@@ -690,7 +690,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] != "decode":
         print(
-            "usage: python -m dialogsmith.shards decode ROOT [--split train] [--n 5] [--verify]",
+            "usage: python -m dialogsmith.formats.shards decode ROOT [--split train] [--n 5] [--verify]",
             file=sys.stderr,
         )
         return 2

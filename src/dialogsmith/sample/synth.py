@@ -1743,7 +1743,7 @@ def _finish_report(out: Path, files: dict[str, dict]) -> SynthReport:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
-        prog="python -m dialogsmith.synth",
+        prog="python -m dialogsmith.sample.synth",
         description="Write synthetic Pushshift-style RS_/RC_ dumps (real-looking fields per era, thread "
         "shapes, text that exercises every DialoGPT rule, malformed lines) and synth_report.json with the "
         "exact counts an ingest must reproduce.",

@@ -27,7 +27,7 @@ from collections import Counter
 from dataclasses import asdict
 
 from dialogsmith import fsutil, outputs
-from dialogsmith.stats import StageStats, Timer, finish
+from dialogsmith.formats.stats import StageStats, Timer, finish
 
 STAGE = "dialogpt-tsv"
 RELEASED_FLAGS = {  # name: (type, released Makefile value)
@@ -75,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def dump_months(dumps_dir: str) -> list[str]:
     """The months of the RC_/RS_ dumps under ``dumps_dir`` (validated names, as the extract stage reads)."""
-    from dialogsmith import dumps, ingest
+    from dialogsmith.extract import dumps
+    from dialogsmith.extract import job as ingest
 
     if not fsutil.exists(dumps_dir):
         raise FileNotFoundError(f"--dumps {dumps_dir}: no such directory")
@@ -88,9 +89,9 @@ def dump_months(dumps_dir: str) -> list[str]:
 
 def build_config(args):
     """The instances and filter configuration of the released flags (dialogpt profile)."""
-    from dialogsmith import conversations
     from dialogsmith.filter import job
     from dialogsmith.filter.profiles import make_profile
+    from dialogsmith.instances import job as conversations
 
     argv = ["--input", "-", "--output", "-", "--profile", "dialogpt"]
     for name in RELEASED_FLAGS:
@@ -109,7 +110,7 @@ def build_config(args):
 def n_buckets_for(total_decoded: int, parallelism: int, requested: int | None) -> int:
     """~512 MiB of decoded dumps per bucket, at least 4 per core and a multiple of the cores: the
     passes over buckets end together when every core has several tasks of similar size."""
-    from dialogsmith import ingest
+    from dialogsmith.extract import job as ingest
 
     if requested:
         return requested
@@ -120,8 +121,11 @@ def n_buckets_for(total_decoded: int, parallelism: int, requested: int | None) -
 def run(args, input=None) -> StageStats:
     import pyarrow.compute as pc
 
-    from dialogsmith import conversations, dialogpt_buckets, dumps, ingest
+    from dialogsmith.extract import dumps
+    from dialogsmith.extract import job as ingest
     from dialogsmith.filter import job
+    from dialogsmith.instances import dialogpt as dialogpt_buckets
+    from dialogsmith.instances import job as conversations
     from dialogsmith.spark import get_spark
 
     timer = Timer()

@@ -44,10 +44,12 @@ import pyarrow.compute as pc
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
-from dialogsmith import dumps, fastjson, fsutil, outputs, schemas
+from dialogsmith import fastjson, fsutil, outputs
+from dialogsmith.extract import dumps
+from dialogsmith.formats import schemas
+from dialogsmith.formats.stats import StageStats, finish
 from dialogsmith.idkeys import References, base36_keys
 from dialogsmith.outputs import add_safety_flags
-from dialogsmith.stats import StageStats, finish
 
 STAGE = "extract"
 DUPLICATE_ID = "duplicate_id"
@@ -542,7 +544,7 @@ def phase1_task(item: dict, conf: dict) -> dict:
     reader = dumps.DumpReader(item["file"], conf["block_size"], item.get("byte_range"))
     s = item["slice"]
     stagers: dict[str, _Stager] = {}
-    refs = None  # who names whom across buckets (dialogpt-tsv: dialogsmith.dialogpt_buckets)
+    refs = None  # who names whom across buckets (dialogpt-tsv: dialogsmith.instances.dialogpt)
     if conf.get("references") and item["kind"] == dumps.COMMENTS:
         r = conf["references"]
         refs = References(r["root"], f"{item['file_idx']:06d}-{s:03d}", r["parts"])

@@ -1,5 +1,5 @@
 """Small real datasets for tests, benchmarks and the demo: a byte-level BPE tokenizer trained on the
-dialogues themselves (no hub download) and shards written through dialogsmith.shards."""
+dialogues themselves (no hub download) and shards written through dialogsmith.formats.shards."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 
-from dialogsmith.shards import ShardInstance, build_example, write_dataset
+from dialogsmith.formats.shards import ShardInstance, build_example, write_dataset
 from dialogsmith.train.model import load_gpt2_tokenizer as load_fast_tokenizer
 
 EOS = "<|endoftext|>"

@@ -51,7 +51,8 @@ import pyarrow.compute as pc
 import pyarrow.json as pajson
 import zstandard
 
-from dialogsmith import fastjson, fsutil, schemas
+from dialogsmith import fastjson, fsutil
+from dialogsmith.formats import schemas
 
 COMMENTS = "comments"
 SUBMISSIONS = "submissions"

@@ -13,7 +13,7 @@ Pipeline (driver / executors):
 
 Quarantined rows (counted, never silently lost): ``null_turns`` (null list or null turn text),
 ``bad_turn_weights`` (null weights or a length that differs from the turns').
-Dropped: ``no_trainable_turn``, ``target_too_long`` (see ``dialogsmith.shards.fit_window``).
+Dropped: ``no_trainable_turn``, ``target_too_long`` (see ``dialogsmith.formats.shards.fit_window``).
 """
 
 from __future__ import annotations
@@ -33,8 +33,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from dialogsmith import fsutil, outputs, schemas, shards
-from dialogsmith.stats import StageStats, Timer, counter_to_dict, finish
+from dialogsmith import fsutil, outputs
+from dialogsmith.formats import schemas, shards
+from dialogsmith.formats.stats import StageStats, Timer, counter_to_dict, finish
 
 EOS_TOKEN = "<|endoftext|>"
 DEFAULT_TOKENIZER = "gpt2"

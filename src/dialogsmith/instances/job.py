@@ -50,8 +50,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from dialogsmith import fastjson, fsutil, outputs
-from dialogsmith.idkeys import base36_keys, last_index
-from dialogsmith.schemas import (
+from dialogsmith.formats.schemas import (
     COMMENTS,
     COMMENTS_VERSION,
     INSTANCES,
@@ -61,7 +60,8 @@ from dialogsmith.schemas import (
     check_schema_metadata,
     with_metadata,
 )
-from dialogsmith.stats import StageStats, Timer, finish
+from dialogsmith.formats.stats import StageStats, Timer, finish
+from dialogsmith.idkeys import base36_keys, last_index
 
 STAGE = "instances"
 PROFILES = ("default", "dialogpt")
@@ -611,7 +611,7 @@ def count_codes(drops: dict, code: np.ndarray, reasons: tuple[str, ...]) -> None
 
 
 def _build_dialogpt_month(cfg, task, month, comments, submissions, bl_words, bl_subs, writer, stats, extra):
-    from dialogsmith.dialogpt_keys import load_month_keys
+    from dialogsmith.recipes.dialogpt_keys import load_month_keys
 
     subs = dialogpt_submissions(submissions.filter(pc.equal(submissions["month"], month)))
     extra["submissions_read"] += subs.read
@@ -1125,7 +1125,7 @@ def run(args: argparse.Namespace, input: str | None = None) -> StageStats:
 
 def _run_dialogpt(sc, input_dir, tmp, out_dir, cfg, tasks, stats, extra_sum) -> int:
     """The dialogpt profile over the extract output's buckets (dialogpt_buckets); returns files written."""
-    from dialogsmith import dialogpt_buckets
+    from dialogsmith.instances import dialogpt as dialogpt_buckets
 
     buckets = sorted({t["bucket"] for t in tasks})
     jobs = [

@@ -15,6 +15,8 @@ import zlib
 
 import pyarrow as pa
 
+from dialogsmith.formats.parquet import TableFormat
+
 # --- extract (ingest) -------------------------------------------------------------------------
 
 COMMENTS_VERSION = 1
@@ -108,20 +110,48 @@ DROPPED_VERSION = 1
 DROPPED = INSTANCES.append(pa.field("reason", pa.string()))
 
 
-def with_metadata(schema: pa.Schema, name: str, version: int) -> pa.Schema:
-    return schema.with_metadata(
-        {b"dialogsmith.schema": name.encode(), b"dialogsmith.schema_version": str(version).encode()}
+# --- the tables as written (formats/parquet.py reads and writes them) ------------------------------
+
+# Values that repeat (threads, authors, subreddits, months, file names, reasons): dictionary-encoded.
+_EXTRACT_DICTIONARY = ("link_id", "author", "subreddit", "subreddit_id", "distinguished", "domain", "month")
+_EXTRACT_DICTIONARY += ("source", "reason")
+COMMENTS_TABLE = TableFormat("comments", COMMENTS_VERSION, COMMENTS, "snappy", _EXTRACT_DICTIONARY)
+SUBMISSIONS_TABLE = TableFormat(  # link_id is unique per submission
+    "submissions",
+    SUBMISSIONS_VERSION,
+    SUBMISSIONS,
+    "snappy",
+    tuple(c for c in _EXTRACT_DICTIONARY if c != "link_id"),
+)
+QUARANTINE_TABLE = TableFormat("quarantine", QUARANTINE_VERSION, QUARANTINE, "snappy", _EXTRACT_DICTIONARY)
+# 817K instances: zstd with dictionaries wrote in 1.67 s and read back in 2.15 s (54 MB); lz4 without
+# dictionaries for the texts 1.29 s and 0.74 s (93 MB). The filter reads everything back: lz4.
+INSTANCES_TABLE = TableFormat(
+    "instances", INSTANCES_VERSION, INSTANCES, "lz4", ("link_id", "subreddit", "month"),
+    statistics=("instance_id", "month", "target_score", "target_created_utc"),
+)  # fmt: skip
+_FILTER_DICTIONARY = ("subreddit", "month", "link_id", "reason", "split", "turn_weights", "weights_in_text")
+FILTERED_TABLE = TableFormat("filtered", FILTERED_VERSION, FILTERED, "snappy", _FILTER_DICTIONARY)
+DROPPED_TABLE = TableFormat("dropped", DROPPED_VERSION, DROPPED, "snappy", _FILTER_DICTIONARY)
+TABLES = {
+    t.name: t
+    for t in (
+        COMMENTS_TABLE,
+        SUBMISSIONS_TABLE,
+        QUARANTINE_TABLE,
+        INSTANCES_TABLE,
+        FILTERED_TABLE,
+        DROPPED_TABLE,
     )
+}
+
+
+def with_metadata(schema: pa.Schema, name: str, version: int) -> pa.Schema:
+    return TableFormat(name, version, schema).arrow_schema
 
 
 def check_schema_metadata(schema: pa.Schema, name: str, version: int, where: str) -> None:
-    meta = schema.metadata or {}
-    got_name = meta.get(b"dialogsmith.schema", b"").decode()
-    got_version = meta.get(b"dialogsmith.schema_version", b"").decode()
-    if got_name != name or got_version != str(version):
-        raise ValueError(
-            f"{where}: expected table '{name}' version {version}, found '{got_name or '?'}' version {got_version or '?'}"
-        )
+    TableFormat(name, version, pa.schema([])).check(schema, where)
 
 
 def link_bucket(link_id: str, n_buckets: int) -> int:

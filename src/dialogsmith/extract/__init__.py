@@ -1,0 +1,1 @@
+"""Stage ``extract``: Pushshift dumps -> typed, deduplicated Parquet bucketed by thread."""

@@ -1,0 +1,1 @@
+"""Stage ``instances``: comment trees -> multi-turn dialogue instances."""

@@ -1,0 +1,1 @@
+"""Stage ``sample``: synthetic Pushshift-style dumps for trying and testing every stage."""
