@@ -6,11 +6,13 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PY := $(BIN)/python
+# Every stage target runs the one command line: `dialogsmith <stage> ...` (dialogsmith/cli.py).
+DS := $(BIN)/dialogsmith
 STAMP := $(VENV)/.installed-stamp
 
 # Where the demo and the per-stage targets read and write (override on the command line).
 DATA ?= data/demo
-DUMPS ?= $(DATA)/dumps
+DUMPS ?= $(DATA)/sample
 OUT ?=
 SEED ?= 1234
 SAMPLE_COMMENTS ?= 20000
@@ -27,7 +29,7 @@ SAFETY_ARGS = $(if $(filter 1 yes true,$(FORCE)),--force) $(if $(filter 1 yes tr
 # as they are: $(call q,$(OUT)) -> 'my out,dir [1]'.
 q = '$(subst ','\'',$(1))'
 
-.PHONY: help setup java-check sample extract instances filter dialogpt-tsv tokenize train chat eval metrics \
+.PHONY: help setup java-check sample extract instances filter dialogpt-tsv tokenize pipeline train chat eval metrics \
         demo test bench lint format dist submit-extract submit-filter submit-tokenize clean
 
 help:
@@ -39,7 +41,8 @@ help:
 	@echo "make instances IN=<extract dir> OUT=<dir> PROFILE=default|dialogpt"
 	@echo "make filter IN=<instances dir> OUT=<dir> PROFILE=default|paper|dialogpt"
 	@echo "make dialogpt-tsv DUMPS=<dir> OUT=<dir> FLAGS='--min_score 1 ...'  - drop-in for the released extractor"
-	@echo "make tokenize IN=<filter dir> OUT=<dir>"
+	@echo "make tokenize IN=<filter dir or DialoGPT TSV> OUT=<dir>"
+	@echo "make pipeline DUMPS=<dir> OUT=<dir> [TOKENIZER=gpt2|<dir>]  - extract..tokenize in one Spark session, resumable"
 	@echo "make train DATA_DIR=<shards dir> OUT=<dir>"
 	@echo "make chat MODEL=<dir>;  make eval MODEL=<dir>;  make metrics HYP=<file> REFS='<file> ...'"
 	@echo "make bench | lint | dist | submit-extract | submit-filter | submit-tokenize"
@@ -61,7 +64,7 @@ java-check:
 $(STAMP): pyproject.toml setup.py src/dialogsmith/_fastjson.c
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
-	@$(PY) -c "import dialogsmith.fastjson as f; f.AVAILABLE or print('note: the C line parser did not build (no C compiler?); ingest runs on the slower Arrow path')"
+	@$(PY) -c "import dialogsmith.fastjson as f; f.AVAILABLE or print('note: the C line parser did not build (no C compiler?); ingest runs on the slower Python line parser')"
 	@# the JVM's class-data-sharing archive: Spark sessions start ~2 s faster (dialogsmith/spark.py)
 	@SPARK_LOG_LEVEL=ERROR $(PY) -m dialogsmith.spark class-archive >/dev/null 2>&1 || echo "note: no JVM class archive (Spark starts ~2 s slower)"
 	@touch $@
@@ -69,46 +72,50 @@ $(STAMP): pyproject.toml setup.py src/dialogsmith/_fastjson.c
 setup: java-check $(STAMP)
 
 sample: setup
-	$(PY) -m dialogsmith.sample.synth --out $(call q,$(DUMPS)) --seed $(SEED) --comments $(SAMPLE_COMMENTS) $(if $(filter 1 yes true,$(FORCE)),--force)
+	$(DS) sample --output $(call q,$(DUMPS)) --seed $(SEED) --comments $(SAMPLE_COMMENTS) $(if $(filter 1 yes true,$(FORCE)),--force)
 
 extract: setup
 	@test -n $(call q,$(OUT)) || { echo "usage: make extract DUMPS=<dir> OUT=<dir>"; exit 2; }
-	$(PY) extract/ingest.py --input $(call q,$(DUMPS)) --output $(call q,$(OUT)) $(SAFETY_ARGS) $(JOBS_ARGS)
+	$(DS) extract --input $(call q,$(DUMPS)) --output $(call q,$(OUT)) $(SAFETY_ARGS) $(JOBS_ARGS)
 
 instances: setup
 	@test -n $(call q,$(IN)) -a -n $(call q,$(OUT)) || { echo "usage: make instances IN=<extract dir> OUT=<dir> [PROFILE=default|dialogpt]"; exit 2; }
-	$(PY) extract/conversations.py --input $(call q,$(IN)) --output $(call q,$(OUT)) --profile $(PROFILE) $(SAFETY_ARGS) $(JOBS_ARGS)
+	$(DS) instances --input $(call q,$(IN)) --output $(call q,$(OUT)) --profile $(PROFILE) $(SAFETY_ARGS) $(JOBS_ARGS)
 
 filter: setup
 	@test -n $(call q,$(IN)) -a -n $(call q,$(OUT)) || { echo "usage: make filter IN=<instances dir> OUT=<dir> [PROFILE=default|paper|dialogpt]"; exit 2; }
-	$(PY) filter/filter.py --input $(call q,$(IN)) --output $(call q,$(OUT)) --profile $(PROFILE) $(SAFETY_ARGS) $(JOBS_ARGS)
+	$(DS) filter --input $(call q,$(IN)) --output $(call q,$(OUT)) --profile $(PROFILE) $(SAFETY_ARGS) $(JOBS_ARGS)
 
 dialogpt-tsv: setup
 	@test -n $(call q,$(OUT)) || { echo "usage: make dialogpt-tsv DUMPS=<dir> OUT=<dir> FLAGS='<released extractor flags>'"; exit 2; }
-	$(PY) filter/dialogpt_tsv.py --dumps $(call q,$(DUMPS)) --output $(call q,$(OUT)) $(SAFETY_ARGS) $(FLAGS)
+	$(DS) dialogpt-tsv --dumps $(call q,$(DUMPS)) --output $(call q,$(OUT)) $(SAFETY_ARGS) $(FLAGS)
+
+pipeline: setup
+	@test -n $(call q,$(OUT)) || { echo "usage: make pipeline DUMPS=<dir> OUT=<dir> [PROFILE=default|dialogpt] [TOKENIZER=gpt2|<dir>] [PIPELINE_ARGS=...]"; exit 2; }
+	$(DS) pipeline --input $(call q,$(DUMPS)) --output $(call q,$(OUT)) --profile $(PROFILE) $(if $(TOKENIZER),--tokenizer $(call q,$(TOKENIZER))) $(if $(filter 1 yes true,$(STRICT)),--strict) $(PIPELINE_ARGS)
 
 tokenize: setup
 	@test -n $(call q,$(IN)) -a -n $(call q,$(OUT)) || { echo "usage: make tokenize IN=<filter dir> OUT=<dir> [TOKENIZER=gpt2|<dir>]"; exit 2; }
-	$(PY) tokenize/tokenize_shards.py --input $(call q,$(IN)) --output $(call q,$(OUT)) $(if $(TOKENIZER),--tokenizer $(call q,$(TOKENIZER))) $(SAFETY_ARGS) $(JOBS_ARGS)
+	$(DS) tokenize --input $(call q,$(IN)) --output $(call q,$(OUT)) $(if $(TOKENIZER),--tokenizer $(call q,$(TOKENIZER))) $(SAFETY_ARGS) $(JOBS_ARGS)
 
 train: setup
 	@test -n $(call q,$(DATA_DIR)) -a -n $(call q,$(OUT)) || { echo "usage: make train DATA_DIR=<shards dir> OUT=<dir> [TRAIN_ARGS=...]"; exit 2; }
-	$(PY) train/train.py --data $(call q,$(DATA_DIR)) --out $(call q,$(OUT)) $(TRAIN_ARGS)
+	$(DS) train --input $(call q,$(DATA_DIR)) --output $(call q,$(OUT)) $(TRAIN_ARGS)
 
 chat: setup
 	@test -n $(call q,$(MODEL)) || { echo "usage: make chat MODEL=<dir> [CHAT_ARGS=...]"; exit 2; }
-	$(PY) train/chat.py --model $(call q,$(MODEL)) $(CHAT_ARGS)
+	$(DS) chat --model $(call q,$(MODEL)) $(CHAT_ARGS)
 
 metrics: setup
 	@test -n $(call q,$(HYP)) -a -n "$(REFS)" || { echo "usage: make metrics HYP=<file> REFS='<file> <file> ...'"; exit 2; }
-	$(PY) -m dialogsmith.metrics --hyp $(call q,$(HYP)) --refs $(REFS) $(if $(METEOR_JAR),--meteor-jar $(call q,$(METEOR_JAR)))
+	$(DS) metrics --hyp $(call q,$(HYP)) --refs $(REFS) $(if $(METEOR_JAR),--meteor-jar $(call q,$(METEOR_JAR)))
 
 eval: setup
 	@test -n $(call q,$(MODEL)) || { echo "usage: make eval MODEL=<dir> [EVAL_ARGS=...]"; exit 2; }
-	$(PY) train/evaluate.py --model $(call q,$(MODEL)) $(EVAL_ARGS)
+	$(DS) eval --model $(call q,$(MODEL)) $(EVAL_ARGS)
 
 demo: setup
-	$(PY) -m dialogsmith.demo --data $(call q,$(DATA)) --seed $(SEED) --comments $(SAMPLE_COMMENTS)
+	$(DS) demo --data $(call q,$(DATA)) --seed $(SEED) --comments $(SAMPLE_COMMENTS)
 
 test: setup
 	$(PY) -m pytest -q $(PYTEST_ARGS)
@@ -154,11 +161,11 @@ SPARK_SUBMIT = $(SPARK_HOME)/bin/spark-submit --master $(SPARK_MASTER) \
 
 submit-extract: dist
 	@test -n $(call q,$(OUT)) || { echo "usage: make submit-extract DUMPS=<dir> OUT=<dir> [SPARK_MASTER=spark://host:7077]"; exit 2; }
-	$(SPARK_SUBMIT) extract/ingest.py --input $(call q,$(DUMPS)) --output $(call q,$(OUT)) $(SAFETY_ARGS) $(JOBS_ARGS)
+	$(SPARK_SUBMIT) extract/extract.py --input $(call q,$(DUMPS)) --output $(call q,$(OUT)) $(SAFETY_ARGS) $(JOBS_ARGS)
 
 submit-instances: dist
 	@test -n $(call q,$(IN)) -a -n $(call q,$(OUT)) || { echo "usage: make submit-instances IN=<extract dir> OUT=<dir> [PROFILE=default|dialogpt]"; exit 2; }
-	$(SPARK_SUBMIT) extract/conversations.py --input $(call q,$(IN)) --output $(call q,$(OUT)) --profile $(PROFILE) $(SAFETY_ARGS) $(JOBS_ARGS)
+	$(SPARK_SUBMIT) extract/instances.py --input $(call q,$(IN)) --output $(call q,$(OUT)) --profile $(PROFILE) $(SAFETY_ARGS) $(JOBS_ARGS)
 
 submit-filter: dist
 	@test -n $(call q,$(IN)) -a -n $(call q,$(OUT)) || { echo "usage: make submit-filter IN=<instances dir> OUT=<dir> [PROFILE=default|paper|dialogpt]"; exit 2; }

@@ -1,7 +1,7 @@
 """Only the optional C extension lives here; the project metadata is in pyproject.toml.
 
 ``dialogsmith._fastjson`` is the native fast path of the dump parser. It is optional: without a C
-compiler the package installs and runs on the pure Python/Arrow path (same output, slower)."""
+compiler the package installs and runs on the pure Python path (same output, slower)."""
 
 from setuptools import Extension, setup
 

@@ -4,14 +4,14 @@
 
 Rows:
 - baseline  one core: zstd stream decode (2 GiB window) + ``orjson.loads`` of every line, nothing kept
-- ingest    the whole Spark job (dialogsmith.extract.job.run): decode, parse, type, bucket, dedup, Parquet
+- ingest    the whole extract stage (dialogsmith.extract.job.run): decode, parse, type, bucket, dedup, Parquet
             write, stats. Spark start-up (JVM, one Python worker per core with the package imported) is
             reported separately and excluded. The job runs --runs times, each run right after a
             baseline pass, and the ratio is taken per (pass, run) pair: the VM's speed drifts by up to
             +-25% within a minute. The first run also pays the JVM's JIT warm-up (~1 s here), so the
             reported ratio is the median of the later pairs; the first pair's is printed beside it.
 Rates are lines/s and decoded MB/s; the ingest rate is divided by the cores Spark uses (per core).
-Goal (issue 2): ingest per core >= 50% of the baseline.
+Goal: ingest per core >= 50% of the baseline.
 
 The generated month (``dialogsmith.sample.synth``, one month of --comments comments plus its submissions) is
 cached under --work and regenerated only when missing.
@@ -33,8 +33,8 @@ from pathlib import Path  # noqa: E402
 
 import orjson  # noqa: E402
 
-from dialogsmith.extract import dumps  # noqa: E402
 from dialogsmith.extract import job as ingest  # noqa: E402
+from dialogsmith.extract.decode import decoded_chunks  # noqa: E402
 from dialogsmith.sample.synth import SynthConfig, generate  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -58,7 +58,7 @@ def baseline(files: list[Path]) -> tuple[int, int, float, float]:
     t, c = time.perf_counter(), time.process_time()
     for f in files:
         carry = b""
-        for chunk in dumps.decoded_chunks(str(f)):
+        for chunk in decoded_chunks(str(f)):
             nbytes += len(chunk)
             parts = (carry + chunk).split(b"\n")
             carry = parts.pop()

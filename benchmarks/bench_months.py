@@ -3,7 +3,7 @@ pipeline (extract -> instances -> filter), per core, against the released DialoG
 
     .venv/bin/python benchmarks/bench_months.py [--sizes 2x1m,5m[,15m]] [--runs 1] [--data data/bench]
 
-Inputs (``dialogsmith.sample.synth --shape realistic``, cached under --data): ``2x1m`` two months of ~0.93M comment
+Inputs (``dialogsmith sample --shape realistic``, cached under --data): ``2x1m`` two months of ~0.93M comment
 lines (2016-11/12), ``5m`` one month of ~5.1M (2016-10), ``15m`` one month of ~15M. The shape follows the
 independent months the issue was measured on: skewed thread sizes with 500-2,000-comment threads, long reply
 chains, unseen and cross-thread parents, late replies, 0.2% duplicated and 0.3% malformed lines.
@@ -59,7 +59,7 @@ def ensure_dumps(data: Path, size: str) -> Path:
     if not (d / "synth_report.json").exists():
         spec = SIZES[size]
         t = time.perf_counter()
-        cmd = [PY, "-m", "dialogsmith.sample.synth", "--shape", "realistic", "--out", str(d), "--months", spec["months"],
+        cmd = [PY, "-m", "dialogsmith", "sample", "--shape", "realistic", "--output", str(d), "--months", spec["months"],
                "--comments", str(spec["comments"]), "--seed", "1", "--force"]  # fmt: skip
         subprocess.run(cmd, check=True, cwd=REPO, stdout=subprocess.DEVNULL)
         print(f"generated {size} in {time.perf_counter() - t:.0f} s -> {d}", flush=True)

@@ -7,6 +7,8 @@ machine does not skew the ratios; the Spark row is wall time under local[1]):
 - raw encode_batch       the fast Rust tokenizer's ``encode_batch`` on every turn text (the issue's baseline a)
 - raw encode_batch_fast  same without offsets (what the stage calls)
 - stage task             the stage's executor work in-process: read Parquet, encode, example rules, write shards
+- stage task, TSV input  the same instances written as DialoGPT TSV lines (``1.0 turn EOS 1.0 turn<TAB>1.0 turn``):
+                         read, parse, encode, example rules, write shards
 - stage Spark job        the whole job under Spark local[1], wall clock (JVM start excluded; planning,
                          scheduling, commit, manifest included)
 - slow Python GPT-2 BPE  one text at a time (bpe_reference = the Python GPT2Tokenizer of DialoGPT's
@@ -37,7 +39,7 @@ import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
 from dialogsmith.formats import schemas  # noqa: E402
-from dialogsmith.tokenize import job as ts  # noqa: E402
+from dialogsmith.tokenize import bpe, inputs, job, tsv  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_GPT2 = REPO.parent / "shared" / "gpt2"
@@ -122,11 +124,30 @@ def write_input(rows: list[dict], root: Path, files: int = 4) -> Path:
 
 def texts_of(input_dir: str) -> list[str]:
     texts = []
-    for files in ts.discover_inputs(input_dir).values():
+    for files in inputs.discover_parquet(input_dir).values():
         for f in files:
             for turns in pq.read_table(f, columns=["turns"]).column("turns").to_pylist():
                 texts.extend(t for t in (turns or []) if t is not None)
     return texts
+
+
+def write_tsv(input_dir: str, dest: Path) -> Path:
+    """The filter output's instances as one DialoGPT TSV file (tabs and newlines in text -> spaces)."""
+    clean = str.maketrans("\t\n\r", "   ")
+    lines = []
+    for files in inputs.discover_parquet(input_dir).values():
+        for f in files:
+            table = pq.read_table(f, columns=["turns", "turn_weights"])
+            for turns, weights in zip(
+                *(table.column(c).to_pylist() for c in table.column_names), strict=True
+            ):
+                if not turns or weights is None or None in turns or len(weights) != len(turns):
+                    continue
+                cells = [f"{w:.1f} {t.translate(clean) or '-'}" for t, w in zip(turns, weights, strict=True)]
+                lines.append(" EOS ".join(cells[:-1]) + "\t" + cells[-1] + "\n")
+    dest.mkdir(parents=True)
+    (dest / "train.tsv").write_text("".join(lines))
+    return dest
 
 
 def cpu_seconds(fn) -> float:
@@ -213,23 +234,23 @@ def main(argv=None) -> int:
         texts = texts_of(input_dir)
         tok_dir = args.tokenizer or (str(SHARED_GPT2) if (SHARED_GPT2 / "vocab.json").exists() else None)
         if tok_dir is None:
-            tok_dir = ts.train_small_bpe(texts[:20_000], work / "bpe", vocab_size=8000)
+            tok_dir = bpe.train_small_bpe(texts[:20_000], work / "bpe", vocab_size=8000)
             print("note: ../shared/gpt2 absent; using a small BPE trained on the texts")
-        tok = ts.load_tokenizer(tok_dir)
+        tok = bpe.load_bpe(tok_dir)
         n_tokens = sum(len(e) for e in tok.encode_batch_fast(texts, add_special_tokens=False))
         print(
             f"texts: {len(texts):,} turns ({len(set(texts)):,} distinct), {n_tokens:,} tokens; "
             f"shape {'input' if args.input else args.shape}; tokenizer {tok_dir}; RAYON_NUM_THREADS=1"
         )
 
-        by_split = ts.discover_inputs(input_dir)
-        units, _ = ts.plan_units(by_split, 100_000)
+        by_split = inputs.discover_parquet(input_dir)
+        units, _ = inputs.plan_parquet(by_split, 100_000)
         out = work / "task-out"
-        cfg = ts.TaskConfig(
+        cfg = job.TaskConfig(
             out_dir=str(out),
             tokenizer_json=tok.to_str(),
             vocab_size=tok.get_vocab_size(),
-            eos_id=ts.eos_id_of(tok),
+            eos_id=bpe.eos_id_of(tok),
             max_len=128,
             reverse=False,
             shard_size=100_000,
@@ -240,13 +261,21 @@ def main(argv=None) -> int:
         def stage_task():
             shutil.rmtree(out, ignore_errors=True)
             for i, unit in enumerate(units):
-                ts.tokenize_unit(i, unit, cfg)
+                job.tokenize_unit(i, unit, cfg)
+
+        tsv_units, _ = tsv.plan_tsv(tsv.discover_tsv(str(write_tsv(input_dir, work / "tsv"))), 32 << 20)
+
+        def stage_task_tsv():
+            shutil.rmtree(out, ignore_errors=True)
+            for i, unit in enumerate(tsv_units):
+                job.tokenize_unit(i, unit, cfg)
 
         rows = best_interleaved(
             {
                 "raw encode_batch": lambda: tok.encode_batch(texts, add_special_tokens=False),
                 "raw encode_batch_fast": lambda: tok.encode_batch_fast(texts, add_special_tokens=False),
                 "stage task (in-process)": stage_task,
+                "stage task, TSV input": stage_task_tsv,
             }
         )
 
@@ -254,7 +283,7 @@ def main(argv=None) -> int:
             from dialogsmith.spark import get_spark
 
             get_spark("bench-tokenize", master="local[1]")  # JVM start is not part of the figure
-            job_args = ts.build_parser().parse_args(
+            job_args = job.build_parser().parse_args(
                 [
                     "--input",
                     input_dir,
@@ -266,9 +295,9 @@ def main(argv=None) -> int:
                     "local[1]",
                 ]
             )
-            ts.run(job_args)  # warm the Python workers once
+            job.run(job_args)  # warm the Python workers once
             t0 = time.perf_counter()
-            ts.run(job_args)
+            job.run(job_args)
             spark_wall = time.perf_counter() - t0
 
         sys.path.insert(0, str(REPO / "tests"))  # the slow reference BPE is test code

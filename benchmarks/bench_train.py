@@ -26,6 +26,7 @@ from dialogsmith.train.loop import run
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))  # the toy dataset maker is test code
 from toydata import make_dataset  # noqa: E402
+
 GPT2_DIR = REPO.parent / "shared" / "gpt2"
 WORDS = (
     "i you the a to and it is that of in this was for not but on my have be with just like so what "
@@ -56,8 +57,8 @@ def steady_rate(log_path: str, skip: int = 2) -> float:
 def bench_ours(data: str, work: str, batching: str, rows: int, steps: int, preset: str) -> dict:
     out = os.path.join(work, f"ours-{batching}")
     cfg = TrainConfig(
-        data=data,
-        out=out,
+        input=data,
+        output=out,
         model_config=preset,
         batching=batching,
         batch_size=rows,
@@ -83,10 +84,10 @@ def bench_trainer(data: str, work: str, batch: int, steps: int, preset: str) -> 
     )
 
     from dialogsmith.formats.shards import ShardDataset
-    from dialogsmith.train.model import load_gpt2_tokenizer
+    from dialogsmith.train.model import load_hf_tokenizer
 
     ds = ShardDataset(data)
-    tok = load_gpt2_tokenizer(ds.tokenizer_dir)
+    tok = load_hf_tokenizer(ds.tokenizer_dir)
     tok.pad_token = tok.eos_token
     # the same examples in HF's convention: HF shifts labels itself, so append the closing EOS to the
     # input and shift our next-token labels right by one (loss identical, see tests/test_train.py)

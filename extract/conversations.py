@@ -1,9 +1,8 @@
-"""Conversation building: ingested comments/submissions -> multi-turn instances.
+"""The instances stage under its old script name (kept: users and spark-submit call it).
 
     python extract/conversations.py --input <extract dir> --output <dir> [--profile default|dialogpt] [flags]
-    spark-submit extract/conversations.py ...
 
-See docs/conversations.md and `--help`.
+Same as extract/instances.py and `dialogsmith instances`; see docs/instances.md and `--help`.
 """
 
 import sys

@@ -1,6 +1,5 @@
-"""Ingest Pushshift dumps into Parquet: `python extract/ingest.py --input DUMPS --output OUT`.
-
-Also runs unchanged under `spark-submit extract/ingest.py --input … --output …`. See docs/extract.md.
+"""The extract stage under its former script name (users' `spark-submit extract/ingest.py …` commands):
+the same as extract/extract.py and `dialogsmith extract`. See docs/extract.md.
 """
 
 import sys

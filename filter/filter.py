@@ -1,6 +1,7 @@
 """Entry point: `python filter/filter.py --input <instances dir> --output <dir> --profile default|paper|dialogpt`.
 
-Works as a plain script and under `spark-submit filter/filter.py ...`; the logic is dialogsmith.filter.
+The same as `dialogsmith filter ...`; works as a plain script and under `spark-submit filter/filter.py ...`.
+The logic is dialogsmith.filter (docs/filter.md).
 """
 
 import sys

@@ -9,6 +9,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
+# No progress lines in test output (stages and the make targets tests run); tests of the progress line
+# unset it themselves.
+os.environ.setdefault("DIALOGSMITH_PROGRESS", "0")
 
 
 @pytest.fixture(scope="session")

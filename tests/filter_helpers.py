@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-import pyarrow as pa
+import json
+from pathlib import Path
 
-from dialogsmith.formats.schemas import INSTANCES
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from dialogsmith import outputs
+from dialogsmith.formats.schemas import INSTANCES, INSTANCES_VERSION, with_metadata
 
 _n = [0]
 
@@ -48,3 +53,46 @@ def instance(
 
 def table(rows: list[dict]) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=INSTANCES)
+
+
+def corpus() -> list[dict]:
+    """180 clean instances in 60 threads, one instance for each of several rules, one malformed."""
+    rows = []
+    for k in range(60):  # 60 threads, 3 clean instances each
+        for j in range(3):
+            rows.append(
+                instance(
+                    [f"question number {k} is here", f"an answer {j} to the thing {k}"],
+                    link=f"t3_l{k}",
+                    parent=f"t1_q{k}",
+                    created=k * 10 + j,
+                )
+            )
+    rows += [
+        instance(["hi there", "one"]),  # tgt_too_short
+        instance(["hi there", "see __url__ now"]),  # has_url
+        instance(["hi there", "WHATS this"]),  # shouting
+        instance(["hi there", "the (thing)"]),  # has_brackets
+        instance(["hi there", "und para mit"]),  # no_common_word (paper, default)
+        instance(["the q", "the reply"], raw=["[removed]", "the reply"]),  # removed_comment (default)
+        instance(["the q", "the reply by a bot"], authors=["u", "AutoModerator"]),  # bot_author (default)
+        instance(["same context is here", "the same reply"], link="t3_d1", created=5),
+        instance(["same context is here", "the same reply"], link="t3_d2", created=1),  # wins the dedup
+        instance(["the q", "the &amp; reply"]),  # kept; default unescapes to "&"
+        {**instance(["x"]), "turns": []},  # malformed_instance
+    ]
+    return rows
+
+
+def write_instances_dir(d: Path, rows: list[dict]) -> Path:
+    """An instances stage output holding ``rows``: two files with small row groups (several tasks)."""
+    (d / "instances").mkdir(parents=True)
+    t = table(rows).cast(with_metadata(INSTANCES, "instances", INSTANCES_VERSION))
+    half = t.num_rows // 2
+    pq.write_table(t.slice(0, half), d / "instances" / "part-00000.parquet", row_group_size=40)
+    pq.write_table(t.slice(half), d / "instances" / "part-00001.parquet", row_group_size=40)
+    (d / "stats.json").write_text(
+        json.dumps({"stage": "instances", "extra": {"config": {"profile": "test"}}})
+    )
+    outputs.write_marker(str(d), "instances")
+    return d

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from dialogsmith.text.blocklist import Blocklist, parse_list, read_subreddit_list
+from dialogsmith.text.blocklist import Blocklist, parse_list, parse_subreddit_list, read_subreddit_list
 
 
 def test_whole_words_case_insensitive_phrases():
@@ -37,6 +37,18 @@ def test_list_file(tmp_path):
     subs = tmp_path / "subs.txt"
     subs.write_text("# subs\nBadSub\nother\n", encoding="utf-8")
     assert read_subreddit_list(str(subs)) == frozenset({"badsub", "other"})
+
+
+def test_one_comment_rule_for_every_list_file(tmp_path):
+    """A line is a comment when its first character is '#' (word lists and subreddit lists alike); a '#'
+    further on is part of the line, so an indented '#' line is an entry (one that names no subreddit)."""
+    text = "#comment\n# another\nAskReddit\n  pics \n  # indented\nx # y\n\n   \n"
+    assert parse_list(text) == ["AskReddit", "  pics", "  # indented", "x # y"]
+    assert parse_subreddit_list(text) == frozenset({"askreddit", "pics", "# indented", "x # y"})
+    path = tmp_path / "subs.txt"
+    path.write_text(text, encoding="utf-8")
+    assert read_subreddit_list(str(path)) == parse_subreddit_list(text)
+    assert not Blocklist.from_file(str(path)).contains("comment another")
 
 
 def test_matches_flashtext_on_random_lists_and_texts():

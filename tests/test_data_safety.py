@@ -22,7 +22,9 @@ from dialogsmith.formats.stats import EXIT_STRICT, StageStats
 from dialogsmith.instances import job as conversations
 from dialogsmith.recipes import dialogpt_tsv
 from dialogsmith.sample.synth import SynthConfig, generate
+from dialogsmith.stage import StageError
 from dialogsmith.tokenize import job as tokenize_stage
+from dialogsmith.tokenize.bpe import train_small_bpe
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -98,25 +100,25 @@ def test_tokenize_into_a_directory_with_a_user_file_is_refused(spark, tmp_path, 
     target.mkdir()
     (target / "model.safetensors").write_bytes(b"weights")
     tok = tmp_path / "tok"
-    tokenize_stage.train_small_bpe(["hello world"] * 50, tok, vocab_size=300)
+    train_small_bpe(["hello world"] * 50, tok, vocab_size=300)
     rc = tokenize_stage.main(["--input", str(inp), "--output", str(target), "--tokenizer", str(tok)])
     assert rc == 2 and "not a dialogsmith tokenize output" in capsys.readouterr().err
     assert (target / "model.safetensors").read_bytes() == b"weights"
 
 
 def test_sample_refuses_a_directory_of_real_dumps(tmp_path, capsys):
-    from dialogsmith.sample import synth
+    from dialogsmith.sample import job as sample
 
     real = tmp_path / "reddit"
     real.mkdir()
     (real / "RC_2016-01.zst").write_bytes(b"a user's real dump")
-    assert synth.main(["--out", str(real), "--comments", "50", "--months", "2016-01"]) == 2
+    assert sample.main(["--out", str(real), "--comments", "50", "--months", "2016-01"]) == 2
     assert "not a dialogsmith sample output" in capsys.readouterr().err
     assert (real / "RC_2016-01.zst").read_bytes() == b"a user's real dump"
     fresh = tmp_path / "sample"
-    assert synth.main(["--out", str(fresh), "--comments", "50", "--months", "2016-01"]) == 0
+    assert sample.main(["--out", str(fresh), "--comments", "50", "--months", "2016-01"]) == 0
     assert (
-        synth.main(["--out", str(fresh), "--comments", "60", "--months", "2016-01"]) == 0
+        sample.main(["--out", str(fresh), "--comments", "60", "--months", "2016-01"]) == 0
     )  # its own: replaced
 
 
@@ -258,7 +260,7 @@ def test_a_failed_run_leaves_the_old_output_and_no_tmp(spark, dumps_dir, tmp_pat
     out = tmp_path / "extract"
     assert ingest.main(["--input", str(dumps_dir), "--output", str(out)]) == 0
     before = _tree(out)
-    with pytest.raises(ValueError):
+    with pytest.raises(StageError):
         ingest.run(
             ingest.build_parser().parse_args(
                 ["--input", str(dumps_dir), "--output", str(out), "--buckets", "0"]

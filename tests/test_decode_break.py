@@ -21,7 +21,7 @@ import pyarrow.dataset as ds
 import pytest
 import zstandard
 
-from dialogsmith.extract import dumps
+from dialogsmith.extract import decode, dumps
 from dialogsmith.extract import job as ingest
 from dialogsmith.formats.stats import StageStats
 from dialogsmith.sample.synth import SynthConfig, generate
@@ -41,7 +41,7 @@ DECODER_ERRORS = (EOFError, OSError, ValueError, lzma.LZMAError, zlib.error, zst
 
 def new_decoder(comp: str):
     if comp == "zst":
-        return zstandard.ZstdDecompressor(max_window_size=dumps.ZSTD_MAX_WINDOW).decompressobj()
+        return zstandard.ZstdDecompressor(max_window_size=decode.ZSTD_MAX_WINDOW).decompressobj()
     return {"bz2": bz2.BZ2Decompressor, "xz": lzma.LZMADecompressor}.get(
         comp, lambda: zlib.decompressobj(wbits=31)
     )()
@@ -125,7 +125,7 @@ def read(tmp_path, comp: str, blob: bytes, **kw):
 
 
 def break_records(q: list[dict]) -> list[dict]:
-    return [r for r in q if r["reason"] in dumps.FILE_REASONS]
+    return [r for r in q if r["reason"] in decode.FILE_REASONS]
 
 
 def ids_of(lines: list[bytes]) -> list[str]:
@@ -322,7 +322,7 @@ def test_zstd_frame_walk_tells_complete_files_from_cut_ones(tmp_path):
     import pyarrow as pa
     import zstandard
 
-    from dialogsmith.extract.dumps import zstd_frames_complete
+    from dialogsmith.extract.decode import zstd_frames_complete
 
     data = b"".join(b'{"id": "%d"}\n' % i for i in range(50_000))
     one = zstandard.ZstdCompressor(level=3, write_checksum=True).compress(data)

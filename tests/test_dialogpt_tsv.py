@@ -82,3 +82,22 @@ def test_later_duplicates_keeps_the_first_by_source_and_line():
     lines = np.array([1, 5, 9, 2, 3, 0])
     # a: (RC_1, 9) is first; b: (RC_1, 3) is first; c alone
     assert ingest.later_duplicates(ids, sources, lines).tolist() == [True, True, False, False, False, True]
+
+
+def test_inactive_blocklists_are_warned_about_and_recorded(spark, dumps_dir, tmp_path, capsys):
+    """Without lists the released rules for blocklisted words and subreddits do nothing: say so (stderr
+    and stats.json); with --keys the key files carry the release's own filtering: nothing to say."""
+    dumps, _ = dumps_dir
+    st = _run(dumps, tmp_path / "none")
+    err = capsys.readouterr().err
+    assert "warning: dialogpt-tsv: no --bl_words list" in err and "no --bl_subreddits list" in err
+    assert len(st.extra["inactive_blocklists"]) == 2
+    words, subs = tmp_path / "words.txt", tmp_path / "subs.txt"
+    words.write_text("# offensive words\nbadword\n")
+    subs.write_text("# none yet\n")  # comments only: empty
+    st = _run(dumps, tmp_path / "lists", "--bl_words", str(words), "--bl_subreddits", str(subs))
+    err = capsys.readouterr().err
+    assert "no --bl_words" not in err and "no --bl_subreddits list (or it is empty)" in err
+    assert st.extra["inactive_blocklists"] == [
+        "no --bl_subreddits list (or it is empty): no subreddit is blocked"
+    ]

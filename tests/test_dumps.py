@@ -15,12 +15,13 @@ import zstandard
 from dialogsmith import fastjson
 from dialogsmith.extract import dumps
 
-ENGINES = ["native", "arrow"] if fastjson.AVAILABLE else ["arrow"]
+ENGINES = ["native", "python"] if fastjson.AVAILABLE else ["python"]
 
 
 @pytest.fixture(autouse=True, params=ENGINES)
 def engine(request, monkeypatch):
-    """Every test here runs with each fast engine: the C line parser and Arrow's JSON reader."""
+    """Every test here runs with each engine: the C line parser (parse_line for the lines it declines),
+    and parse_line for every line (executors without the C module)."""
     monkeypatch.setattr(fastjson, "AVAILABLE", request.param == "native")
     return request.param
 
@@ -174,8 +175,8 @@ def test_quarantine_reasons_per_line(tmp_path):
         orjson.dumps(good[5]),
     ]
     path = write(tmp_path, "RC_2016-01.bz2", bz2.compress(ndjson(lines)))
-    for fast in (True, False):
-        rows, q, st = dumps.read_dump(path, fast=fast)
+    for native in (None, False):  # the engine, then parse_line for every line
+        rows, q, st = dumps.read_dump(path, native=native)
         assert rows.column("id").to_pylist() == ["c0", "c4", "c5"]
         assert rows.column("line").to_pylist() == [1, 12, 13]
         assert q.column("reason").to_pylist() == [
@@ -230,7 +231,7 @@ def test_corrupt_zst_is_a_decode_error(tmp_path):
     assert rows.num_rows <= 3000 and st.lines == st.parsed + 1
 
 
-def test_types_across_eras_fast_equals_reference(tmp_path):
+def test_types_across_eras_engine_equals_reference(tmp_path):
     rows_in = [
         comment(0, created_utc="1262304000", score=5),  # 2007-11..2015-11: string created_utc
         comment(1, created_utc=1262304001.0, edited=1262309999.5),  # 2023+: float times
@@ -240,11 +241,11 @@ def test_types_across_eras_fast_equals_reference(tmp_path):
         comment(5, score="1.5e1", created_utc=" 1262304005 "),
     ]
     path = write(tmp_path, "RC_2010-01.xz", lzma.compress(ndjson(rows_in)))
-    fast, _, st = dumps.read_dump(path, block_size=64)
-    ref, _, _ = dumps.read_dump(path, fast=False)
-    assert fast.sort_by("line").equals(ref.sort_by("line"))
+    got_rows, _, st = dumps.read_dump(path, block_size=64)
+    ref, _, _ = dumps.read_dump(path, native=False)
+    assert got_rows.sort_by("line").equals(ref.sort_by("line"))
     assert st.parsed == 6
-    got = {r["id"]: r for r in fast.to_pylist()}
+    got = {r["id"]: r for r in got_rows.to_pylist()}
     assert got["c0"]["created_utc"] == 1262304000 and got["c0"]["score"] == 5
     assert got["c1"]["created_utc"] == 1262304001 and got["c1"]["edited"] == 1262309999
     assert got["c2"]["score"] is None and got["c2"]["edited"] == 1262309999
@@ -256,15 +257,15 @@ def test_types_across_eras_fast_equals_reference(tmp_path):
 
 def test_projection_reads_and_types_only_its_fields(tmp_path):
     """BlockParser(columns=...) reads the listed fields (plus the required ones): a bad value in a field it
-    does not read quarantines nothing, in the fast path and line by line alike."""
+    does not read quarantines nothing, in the C parser and line by line alike."""
     rows_in = [comment(i) for i in range(300)]
     rows_in[7] = comment(7, gilded="abc", stickied=3)  # bad types, in fields the projection skips
     rows_in[9] = comment(9, score="abc")  # a bad type in a field it reads
     path = write(tmp_path, "RC_2016-01", ndjson(rows_in))
     cols = ("id", "link_id", "parent_id", "body", "score")
-    for fast in (True, False):
-        full = dumps.BlockParser("RC_2016-01", "comments", "2016-01", fast=fast)
-        proj = dumps.BlockParser("RC_2016-01", "comments", "2016-01", fast=fast, columns=cols)
+    for native in (None, False):
+        full = dumps.BlockParser("RC_2016-01", "comments", "2016-01", native=native)
+        proj = dumps.BlockParser("RC_2016-01", "comments", "2016-01", native=native, columns=cols)
         got = {}
         for name, parser in (("full", full), ("proj", proj)):
             tables, bad = [], []
@@ -280,8 +281,8 @@ def test_projection_reads_and_types_only_its_fields(tmp_path):
         assert table.num_rows == 299 and 8 in table.column("line").to_pylist()
 
 
-def test_whole_era_file_uses_the_fast_path(tmp_path, engine):
-    # string created_utc in every row: Arrow adapts its schema once for the file; C takes them as they are
+def test_whole_era_file_takes_the_c_parser(tmp_path, engine):
+    # string created_utc in every row (2007-11..2015-11): the C parser takes them as they are
     rows_in = [comment(i, created_utc=str(1262304000 + i)) for i in range(2000)]
     path = write(tmp_path, "RC_2010-01", ndjson(rows_in))
     parser = dumps.BlockParser("RC_2010-01", "comments", "2010-01")
@@ -289,9 +290,8 @@ def test_whole_era_file_uses_the_fast_path(tmp_path, engine):
     for block in dumps.DumpReader(path, 8192):
         res = parser.parse(block)
         n, slow = n + res.parsed, slow + res.slow
-    assert n == 2000 and slow == 0
-    if engine == "arrow":
-        assert str(parser.declared["created_utc"]) == "string"
+    assert n == 2000 and slow == (0 if engine == "native" else 2000)
+    assert parser.engine == engine
 
 
 def test_submissions_and_unknown_names(tmp_path):
@@ -327,14 +327,14 @@ def test_real_bigquery_fixture(shared_dir):
     assert set(rows.column("month").to_pylist()) == {"2018-03"}
 
 
-def test_generator_output_fast_path_equals_reference(tmp_path):
+def test_generator_output_engine_equals_reference(tmp_path):
     from dialogsmith.sample.synth import SynthConfig, generate
 
     report = generate(tmp_path, SynthConfig(months=["2015-06"], comments_per_month=3000, seed=3))
     for name, expected in report.files.items():
         path = str(tmp_path / name)
-        fast, fq, st = dumps.read_dump(path, block_size=64 << 10)  # several blocks: prescan kicks in
-        ref, rq, _ = dumps.read_dump(path, fast=False)
-        assert fast.equals(ref) and fq.equals(rq), name
+        got_rows, fq, st = dumps.read_dump(path, block_size=64 << 10)  # several blocks
+        ref, rq, _ = dumps.read_dump(path, native=False)
+        assert got_rows.equals(ref) and fq.equals(rq), name
         assert st.lines == expected["lines"] and dict(st.quarantined) == expected["quarantine"]
-        assert len(set(fast.column("id").to_pylist())) == expected["valid_distinct"]
+        assert len(set(got_rows.column("id").to_pylist())) == expected["valid_distinct"]

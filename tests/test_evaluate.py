@@ -1,4 +1,5 @@
-"""`make eval` end to end on a tiny random GPT-2 and a tiny byte-level BPE tokenizer built here."""
+"""`make eval` end to end on a tiny random GPT-2 and a tiny byte-level BPE tokenizer built here (by the
+tokenize stage's small-BPE trainer)."""
 
 from __future__ import annotations
 
@@ -10,15 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from dialogsmith.eval import (
-    DecodeConfig,
     EvalConfig,
+    build_parser,
     evaluate,
-    generate_responses,
-    load_model,
     load_refs_file,
     load_test_split,
     perplexity_on_references,
@@ -26,7 +24,8 @@ from dialogsmith.eval import (
     reference_example,
     reference_sets,
 )
-from dialogsmith.formats import schemas
+from dialogsmith.formats import parquet, schemas
+from dialogsmith.generation import DecodeConfig, generate, load_model
 
 REPO = Path(__file__).resolve().parents[1]
 EOS = "<|endoftext|>"
@@ -50,16 +49,13 @@ REFS_FILE = (
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory) -> str:
     import torch
-    from tokenizers import ByteLevelBPETokenizer
-    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from dialogsmith.tokenize.bpe import train_small_bpe
+    from dialogsmith.train.model import load_hf_tokenizer
 
     root = tmp_path_factory.mktemp("tiny-model")
-    bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator(CORPUS, vocab_size=300, min_frequency=1, special_tokens=[EOS])
-    bpe.save(str(root / "bpe.json"))
-    tok = PreTrainedTokenizerFast(
-        tokenizer_file=str(root / "bpe.json"), eos_token=EOS, bos_token=EOS, unk_token=EOS
-    )
+    tok = load_hf_tokenizer(train_small_bpe(CORPUS, root / "bpe", vocab_size=300))
     model_dir = root / "model"
     tok.save_pretrained(model_dir)
     torch.manual_seed(0)
@@ -109,7 +105,26 @@ def test_eval_entry_point_help():
     proc = subprocess.run(
         [sys.executable, str(REPO / "train" / "evaluate.py"), "--help"], capture_output=True, text=True
     )
-    assert proc.returncode == 0 and "--refs-file" in proc.stdout and "--decode" in proc.stdout
+    assert proc.returncode == 0 and "--refs-file" in proc.stdout and "--strategy" in proc.stdout
+    assert "--output" in proc.stdout and "--out " not in proc.stdout  # --out: a hidden alias
+
+
+def test_eval_flags_and_their_old_spellings():
+    old = build_parser().parse_args(["--model", "m", "--refs-file", "r", "--out", "o", "--decode", "beam",
+                                     "--no-clean", "--no-verify"])  # fmt: skip
+    new = build_parser().parse_args(["--model", "m", "--refs-file", "r", "--output", "o", "--strategy", "beam",
+                                     "--no-clean", "--no-verify"])  # fmt: skip
+    assert old == new
+    assert (new.output, new.strategy, new.clean, new.verify, new.num_beams, new.seed) == (
+        "o",
+        "beam",
+        False,
+        False,
+        5,
+        1234,
+    )
+    with pytest.raises(ValueError, match="--model is required"):
+        EvalConfig(refs_file="r").validate()
 
 
 def test_eval_cli_end_to_end(tiny_model, refs_file, tmp_path, capsys):
@@ -166,22 +181,22 @@ def test_eval_cli_end_to_end(tiny_model, refs_file, tmp_path, capsys):
 
 
 def test_batched_generation_equals_one_by_one(tiny_model):
-    model, tok, eos = load_model(tiny_model)
+    model, tok = load_model(tiny_model, "cpu")
     contexts = [["hello how are you"], ["what are you doing today", "i am fine thanks", "i love it !"], ["i"]]
-    batched = generate_responses(model, tok, contexts, eos, DecodeConfig(max_new_tokens=6, batch_size=3))
-    single = generate_responses(model, tok, contexts, eos, DecodeConfig(max_new_tokens=6, batch_size=1))
-    assert batched == single
-    sampled = generate_responses(
-        model, tok, contexts, eos, DecodeConfig("sample", top_k=5, top_p=0.9, max_new_tokens=6)
+    greedy = DecodeConfig(max_new_tokens=6)
+    assert generate(model, tok, contexts, greedy, batch_size=3) == generate(
+        model, tok, contexts, greedy, batch_size=1
     )
-    beam = generate_responses(model, tok, contexts, eos, DecodeConfig("beam", num_beams=2, max_new_tokens=6))
-    assert len(sampled) == len(beam) == 3 and all("\n" not in s for s in sampled + beam)
+    sampled = generate(model, tok, contexts, DecodeConfig("sample", top_k=5, top_p=0.9, max_new_tokens=6))
+    beam = generate(model, tok, contexts, DecodeConfig("beam", num_beams=2, max_new_tokens=6))
+    assert len(sampled) == len(beam) == 3 and all(len(r) == 1 and "\n" not in r[0] for r in sampled + beam)
 
 
 def test_reference_example_matches_the_shard_layout(tiny_model):
     from dialogsmith.formats.shards import layout
 
-    model, tok, eos = load_model(tiny_model)
+    model, tok = load_model(tiny_model, "cpu")
+    eos = tok.eos_token_id
     ctx, ref = ["hello how are you", "i am fine"], "good to hear"
     ids, labels = reference_example(tok, ctx, ref, eos, 64)
     turns = [tok.encode(t) for t in [*ctx, ref]]
@@ -206,7 +221,8 @@ def _manual_ppl(model, examples) -> float:
 def test_perplexity_on_shards_and_references(tiny_model, tmp_path, refs_file):
     from dialogsmith.formats.shards import ShardDataset, ShardInstance, write_dataset
 
-    model, tok, eos = load_model(tiny_model)
+    model, tok = load_model(tiny_model, "cpu")
+    eos = tok.eos_token_id
     insts = []
     for a, b, c in [CORPUS[0:3], CORPUS[3:6], CORPUS[4:7], CORPUS[1:4]]:
         turns = [np.array(tok.encode(t), dtype=np.int64) for t in (a, b, c)]
@@ -238,8 +254,7 @@ def _filtered_table(rows: list[dict]) -> pa.Table:
                 "turn_weights": [1.0] * n, "weights_in_text": False, "split": r.get("split", "test"),
             }
         )  # fmt: skip
-    schema = schemas.with_metadata(schemas.FILTERED, "filtered", schemas.FILTERED_VERSION)
-    return pa.Table.from_pylist(full, schema=schema)
+    return pa.Table.from_pylist(full, schema=schemas.FILTERED_TABLE.arrow_schema)
 
 
 def test_test_split_groups_siblings_into_references(tiny_model, tmp_path):
@@ -258,15 +273,17 @@ def test_test_split_groups_siblings_into_references(tiny_model, tmp_path):
         {"turn_ids": ["t3_x", "t1_e"], "turns": ["title: hi", "not in test"], "score": 1, "split": "valid"},
     ]
     (tmp_path / "filtered" / "test").mkdir(parents=True)
-    pq.write_table(_filtered_table(rows), tmp_path / "filtered" / "test" / "part-0.parquet")
+    parquet.write(
+        str(tmp_path / "filtered" / "test" / "part-0.parquet"), _filtered_table(rows), schemas.FILTERED_TABLE
+    )
     items = load_test_split(str(tmp_path / "filtered"))
     assert len(items) == 2
     by_ctx = {tuple(it.context): it.refs for it in items}
     assert by_ctx[("title: hi", "hello how are you")] == ["great !", "fine"]  # best-scored first
     assert by_ctx[("title: hi",)] == ["i love it !"]
     result = evaluate(
-        EvalConfig(model=tiny_model, test_dir=str(tmp_path / "filtered"), out=str(tmp_path / "ev"), device="cpu",
-                   decode=DecodeConfig(max_new_tokens=5)),
+        EvalConfig(model=tiny_model, test_dir=str(tmp_path / "filtered"), output=str(tmp_path / "ev"), device="cpu",
+                   max_new_tokens=5),
         log=lambda m: None,
     )  # fmt: skip
     assert result["items"] == 2 and result["metrics"]["n_refs"] == 2

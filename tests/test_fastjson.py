@@ -1,4 +1,4 @@
-"""The native line parser (``dialogsmith.fastjson``) against the reference ``dumps.parse_line``.
+"""The native line parser (``dialogsmith.fastjson``) against the reference ``extract.parse.parse_line``.
 
 Contract: ``parse_lines`` may decline any line (the caller then runs ``parse_line`` on it), but every line
 it accepts must give exactly the values ``parse_line(line, kind, fields)`` returns (same Python types,
@@ -22,8 +22,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dialogsmith.extract import dumps
-from dialogsmith.extract.dumps import COMMENTS, FIELDS, KINDS, REQUIRED, SUBMISSIONS, Quarantined, parse_line
+from dialogsmith.extract import dumps, parse
+from dialogsmith.extract.parse import COMMENTS, FIELDS, KINDS, REQUIRED, SUBMISSIONS, Quarantined, parse_line
 
 try:
     from dialogsmith import fastjson
@@ -49,7 +49,7 @@ C, S = COMMENTS, SUBMISSIONS
 
 def projection(kind: str, columns: tuple[str, ...], month: str | None = "2016-01") -> list[tuple[str, str]]:
     """The fields BlockParser reads for ``columns=`` (required fields, plus created_utc when month is None)."""
-    return dumps.BlockParser("test", kind, month, columns=columns).fields
+    return parse.BlockParser("test", kind, month, columns=columns).fields
 
 
 FIELD_SETS = {

@@ -14,7 +14,7 @@ import pytest
 from filter_helpers import instance, table
 
 from dialogsmith import fastjson
-from dialogsmith.filter import engine, job, rules, wordlists
+from dialogsmith.filter import engine, rules_paper, tasks, vector, wordlists
 from dialogsmith.text.blocklist import Blocklist
 
 NATIVE = [False, True] if fastjson._fastjson is not None else [False]
@@ -104,7 +104,7 @@ def test_hash_set_is_exact():
         queries = np.concatenate(
             [values, rng.integers(0, 2**64 - 1, 3000, dtype=np.uint64), np.array([0, 3 << 40], np.uint64)]
         )
-        assert (rules.HashSet64(values).contains(queries) == np.isin(queries, values)).all(), n
+        assert (rules_paper.HashSet64(values).contains(queries) == np.isin(queries, values)).all(), n
 
 
 def test_pair_keys_separate_every_turn_list():
@@ -127,25 +127,25 @@ def test_pair_keys_separate_every_turn_list():
 def test_python_whitespace_in_arrow_and_re2():
     everything = [chr(c) for c in range(0x110000) if not 0xD800 <= c < 0xE000]
     spaces = "".join(c for c in everything if c.isspace())
-    assert spaces == rules.PY_WHITESPACE
+    assert spaces == vector.PY_WHITESPACE
     arr = pa.array(everything)
     assert (
-        "".join(np.array(everything)[rules._mask(pc.match_substring_regex(arr, f"^[{rules.WS_CLASS}]$"))])
+        "".join(np.array(everything)[vector.mask(pc.match_substring_regex(arr, f"^[{vector.WS_CLASS}]$"))])
         == spaces
     )
     trimmed = pc.utf8_trim_whitespace(pa.array([c + "x" + c for c in everything])).to_pylist()
     assert "".join(c for c, t in zip(everything, trimmed, strict=True) if t == "x") == spaces
-    assert rules.token_counts(pa.array([f"a{c}b" for c in spaces])).tolist() == [2] * len(spaces)
+    assert vector.token_counts(pa.array([f"a{c}b" for c in spaces])).tolist() == [2] * len(spaces)
 
 
 def test_python_lower_and_byte_scans():
     strings = _strings(4, 500) + ["ΑΣ", "İx", "\u212a", "ǅ", None]
     arr = pa.array(strings)
-    assert rules.python_lower(arr).to_pylist() == [s.lower() if s is not None else None for s in strings]
-    assert rules.strings_with_bytes(arr, b"ab").tolist() == [
+    assert vector.python_lower(arr).to_pylist() == [s.lower() if s is not None else None for s in strings]
+    assert vector.strings_with_bytes(arr, b"ab").tolist() == [
         s is not None and ("a" in s or "b" in s) for s in strings
     ]
-    assert rules.strings_with_bytes(arr.slice(3), b"\xc3").tolist() == [
+    assert vector.strings_with_bytes(arr.slice(3), b"\xc3").tolist() == [
         s is not None and "é" in s for s in strings[3:]
     ]  # a UTF-8 byte of é
 
@@ -156,18 +156,18 @@ def test_case_insensitive_patterns_ignore_unicode_case_folding():
     texts = ["thi\u017fx", "x\u017fo", "I \u212anow", "THIS", "This Action Was Performed Automatically",
              "beep,boop", "BEEP, BOOP", "i'm a bot", "I\u017fa bot", "contact the moderators of thi\u017f subreddit"]  # fmt: skip
     for pattern, flags in (
-        (rules._TOP50_PATTERN, re.IGNORECASE | re.ASCII),
+        (rules_paper.TOP50_PATTERN, re.IGNORECASE | re.ASCII),
         (wordlists.BOT_BOILERPLATE_REGEX, re.ASCII),
     ):
         python = [bool(re.search(pattern, t, flags)) for t in texts]
-        low = rules.ascii_case_pattern(pattern)
-        assert rules._mask(pc.match_substring_regex(pc.ascii_lower(pa.array(texts)), low)).tolist() == python
+        low = vector.ascii_case_pattern(pattern)
+        assert vector.mask(pc.match_substring_regex(pc.ascii_lower(pa.array(texts)), low)).tolist() == python
         assert (
             python
-            != rules._mask(pc.match_substring_regex(pa.array(texts), pattern, ignore_case=True)).tolist()
+            != vector.mask(pc.match_substring_regex(pa.array(texts), pattern, ignore_case=True)).tolist()
         )
     with pytest.raises(ValueError):
-        rules.ascii_case_pattern("[ab]")
+        vector.ascii_case_pattern("[ab]")
 
 
 def test_blocklist_hits_equal_contains():
@@ -186,7 +186,7 @@ def test_blocklist_hits_equal_contains():
     ]
     arr = pa.array(texts)
     expected = [t is not None and words.contains(t) for t in texts]
-    assert rules.blocklist_hits(words, arr).tolist() == expected
+    assert vector.blocklist_hits(words, arr).tolist() == expected
 
     class Plain:  # a blocklist without an automaton to read: every string through contains()
         def __len__(self):
@@ -195,7 +195,7 @@ def test_blocklist_hits_equal_contains():
         def contains(self, t):
             return words.contains(t)
 
-    assert rules.blocklist_hits(Plain(), arr).tolist() == expected
+    assert vector.blocklist_hits(Plain(), arr).tolist() == expected
 
 
 def test_plan_tasks_balances_the_cores(tmp_path):
@@ -205,9 +205,33 @@ def test_plan_tasks_balances_the_cores(tmp_path):
     pq.write_table(t.slice(0, 700), tmp_path / "a.parquet", row_group_size=50)
     pq.write_table(t.slice(700), tmp_path / "b.parquet", row_group_size=50)
     files = sorted(str(p) for p in tmp_path.glob("*.parquet"))
-    tasks = job.plan_tasks(files, 300, parallelism=2)
-    assert len(tasks) == 4 and sum(x["rows"] for x in tasks) == 1000
-    assert max(x["rows"] for x in tasks) - min(x["rows"] for x in tasks) <= 100
-    assert [x["rows"] for x in job.plan_tasks(files, 300)] == [250, 250, 250, 250]  # 4 even shares
-    assert len(job.plan_tasks(files, 300, parallelism=3)) == 6
-    assert len(job.plan_tasks(files, 10_000, parallelism=2)) == 1
+    planned = tasks.plan_tasks(files, 300, parallelism=2)
+    assert len(planned) == 4 and sum(x.rows for x in planned) == 1000
+    assert max(x.rows for x in planned) - min(x.rows for x in planned) <= 100
+    assert [x.rows for x in tasks.plan_tasks(files, 300)] == [250, 250, 250, 250]  # 4 even shares
+    assert len(tasks.plan_tasks(files, 300, parallelism=3)) == 6
+    assert len(tasks.plan_tasks(files, 10_000, parallelism=2)) == 1
+
+
+def test_judge_instances_without_spark():
+    """The profile's rules on an in-memory table (the dialogpt-tsv recipe's path): the same reasons as the
+    stage, and the kept rows' DialoGPT TSV lines."""
+    from filter_helpers import corpus
+
+    from dialogsmith.filter import concat_lines, judge_instances, make_profile, tsv_lines
+
+    rows = corpus()
+    judged = judge_instances(table(rows), make_profile("dialogpt"))
+    assert judged.dropped == {
+        "malformed_instance": 1, "tgt_too_short": 1, "has_url": 1, "shouting": 1, "has_brackets": 1,
+    }  # fmt: skip
+    assert judged.rows_in == len(rows) == judged.kept.num_rows + sum(judged.dropped.values())
+    lines = concat_lines(tsv_lines(judged.kept, judged.src, judged.tgt)).decode().splitlines()
+    assert len(lines) == judged.kept.num_rows
+    assert lines[0].split("\t") == [
+        "t3_l0,t1_q0," + rows[0]["target_id"],
+        rows[0]["turns"][0],
+        rows[0]["turns"][1],
+    ]
+    with pytest.raises(ValueError, match="corpus rules"):
+        judge_instances(table(rows), make_profile("default"))

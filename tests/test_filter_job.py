@@ -6,55 +6,19 @@ import json
 
 import pyarrow.parquet as pq
 import pytest
-from filter_helpers import instance, table
+from filter_helpers import corpus, instance, table, write_instances_dir
 
-from dialogsmith import outputs
-from dialogsmith.filter import job
-from dialogsmith.formats.schemas import INSTANCES, INSTANCES_VERSION, with_metadata
+from dialogsmith.filter import job, profiles
 from dialogsmith.formats.stats import StageStats
 
 
 def _corpus() -> list[dict]:
-    rows = []
-    for k in range(60):  # 60 threads, 3 clean instances each
-        for j in range(3):
-            rows.append(
-                instance(
-                    [f"question number {k} is here", f"an answer {j} to the thing {k}"],
-                    link=f"t3_l{k}",
-                    parent=f"t1_q{k}",
-                    created=k * 10 + j,
-                )
-            )
-    rows += [
-        instance(["hi there", "one"]),  # tgt_too_short
-        instance(["hi there", "see __url__ now"]),  # has_url
-        instance(["hi there", "WHATS this"]),  # shouting
-        instance(["hi there", "the (thing)"]),  # has_brackets
-        instance(["hi there", "und para mit"]),  # no_common_word (paper, default)
-        instance(["the q", "the reply"], raw=["[removed]", "the reply"]),  # removed_comment (default)
-        instance(["the q", "the reply by a bot"], authors=["u", "AutoModerator"]),  # bot_author (default)
-        instance(["same context is here", "the same reply"], link="t3_d1", created=5),
-        instance(["same context is here", "the same reply"], link="t3_d2", created=1),  # wins the dedup
-        instance(["the q", "the &amp; reply"]),  # kept; default unescapes to "&"
-        {**instance(["x"]), "turns": []},  # malformed_instance
-    ]
-    return rows
+    return corpus()
 
 
 @pytest.fixture(scope="module")
 def instances_dir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("conv")
-    (d / "instances").mkdir()
-    t = table(_corpus()).cast(with_metadata(INSTANCES, "instances", INSTANCES_VERSION))
-    # two files, small row groups: several tasks
-    pq.write_table(t.slice(0, 100), d / "instances" / "part-00000.parquet", row_group_size=40)
-    pq.write_table(t.slice(100), d / "instances" / "part-00001.parquet", row_group_size=40)
-    (d / "stats.json").write_text(
-        json.dumps({"stage": "instances", "extra": {"config": {"profile": "test"}}})
-    )
-    outputs.write_marker(str(d), "instances")
-    return d
+    return write_instances_dir(tmp_path_factory.mktemp("conv"), _corpus())
 
 
 def _run(spark, instances_dir, out, *extra):
@@ -87,7 +51,7 @@ def test_accounting_adds_up_per_profile(spark, instances_dir, tmp_path, profile)
         assert stats.dropped[reason] == 1, reason
     funnel = json.loads((out / "funnel.json").read_text())
     assert funnel["steps"][-1]["remaining"] == stats.rows_out
-    assert [s["rule"] for s in funnel["steps"]][:3] == ["malformed_instance", *job.ORDERS[profile][:2]]
+    assert [s["rule"] for s in funnel["steps"]][:3] == ["malformed_instance", *profiles.ORDERS[profile][:2]]
     assert (out / "_SUCCESS").exists()
     if profile == "dialogpt":
         assert "no_common_word" not in stats.dropped
@@ -183,10 +147,17 @@ def test_bad_input_gives_clear_errors(spark, tmp_path, capsys):
     assert job.main(["--input", str(tmp_path / "nope"), "--output", str(tmp_path / "o")]) == 2
     assert "not found" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()
-    with pytest.raises(SystemExit, match="no instance Parquet"):
-        job.main(["--input", str(tmp_path / "empty"), "--output", str(tmp_path / "o")])
-    with pytest.raises(SystemExit, match="three fractions"):
+    assert job.main(["--input", str(tmp_path / "empty"), "--output", str(tmp_path / "o")]) == 2
+    assert "filter: error: --input" in capsys.readouterr().err  # no instance Parquet files
+    assert (
         job.main(["--input", str(tmp_path / "empty"), "--output", str(tmp_path / "o"), "--split", "0.5,0.5"])
+        == 2
+    )
+    assert "three fractions" in capsys.readouterr().err
+    argv = ["--input", str(tmp_path / "empty"), "--output", str(tmp_path / "o"), "--disable", "nope"]
+    assert job.main(argv) == 2 and "has no rule(s) ['nope']" in capsys.readouterr().err
+    assert job.main([*argv[:4], "--bl-words", str(tmp_path / "nope.txt")]) == 2
+    assert "list file not found" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
 
 
@@ -200,7 +171,7 @@ def _reference_reasons(rows: list[dict], profile_name: str, threshold: int, word
     import html
     from collections import Counter
 
-    from dialogsmith.filter import rules
+    from dialogsmith.filter import InstanceView, rules_paper
     from dialogsmith.filter.profiles import FilterParams, make_profile
 
     prof = make_profile(profile_name, FilterParams(bland_fraction=0.9))
@@ -215,7 +186,7 @@ def _reference_reasons(rows: list[dict], profile_name: str, threshold: int, word
             out[r["instance_id"]] = "malformed_instance"
             continue
         shown = [html.unescape(t) for t in turns] if prof.params.unescape_html else list(turns)
-        v = rules.InstanceView.from_turns(
+        v = InstanceView.from_turns(
             shown,
             weights if r["weights_in_text"] else None,
             turns_raw=r["turns_raw"],
@@ -223,7 +194,7 @@ def _reference_reasons(rows: list[dict], profile_name: str, threshold: int, word
             subreddit=r["subreddit"],
         )
         views.append((r, shown, v))
-    counts = Counter(g for _, _, v in views for g in rules.response_trigrams(v.response))
+    counts = Counter(g for _, _, v in views for g in rules_paper.response_trigrams(v.response))
     params = FilterParams(words=words, frequent=frozenset(g for g, c in counts.items() if c > threshold))
     survivors = []
     for r, shown, v in views:

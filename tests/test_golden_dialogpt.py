@@ -1,9 +1,10 @@
 """Acceptance: `make dialogpt-tsv` reproduces the released DialoGPT extractor's output line for line.
 
-Configs A-D of ../shared/specs/dialogpt-extractor.md ("Golden configs"), both months: our
+Configs A-D of the spec (shared/specs/dialogpt-extractor.md) ("Golden configs"), both months: our
 OUT/<month>.tsv sorted bytewise == the gunzipped expected/<config>/<month>.tsv.gz. The pipeline runs
 through the make target's code path (filter/dialogpt_tsv.py → dialogsmith.recipes.dialogpt_tsv.main),
-in both of its modes (one task per month, and the staged ingest -> instances -> filter).
+with the whole month in one link-id bucket and spread over 7 (threads whose comments name parents in
+other threads then cross buckets: the month-wide parent lookup must still be exact).
 """
 
 from __future__ import annotations
@@ -26,16 +27,26 @@ CONFIGS = {
 MONTHS = ("2011-01", "2011-02")
 
 
-@pytest.mark.parametrize("mode", ["fused", "staged"])
+@pytest.mark.parametrize("buckets", ["1", "7"])
 @pytest.mark.parametrize("config", sorted(CONFIGS))
-def test_golden_config(spark, shared_dir, tmp_path, config, mode):
+def test_golden_config(spark, shared_dir, tmp_path, config, buckets):
     golden = shared_dir / "golden" / "dialogpt-extractor"
     flags = [f.format(golden=golden) for f in CONFIGS[config]]
     lists = ["--bl_words", str(golden / "lists" / "words.blocklist.txt"),
              "--bl_subreddits", str(golden / "lists" / "subreddits.blocklist.txt")]  # fmt: skip
     out = tmp_path / "out"
     rc = dialogpt_tsv.main(
-        ["--dumps", str(golden / "dumps"), "--output", str(out), "--quiet", "--mode", mode, *flags, *lists]
+        [
+            "--dumps",
+            str(golden / "dumps"),
+            "--output",
+            str(out),
+            "--quiet",
+            "--buckets",
+            buckets,
+            *flags,
+            *lists,
+        ]
     )
     assert rc == 0
     stats = StageStats.read(str(out / "stats" / "filter.json")).check()

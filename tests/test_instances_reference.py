@@ -1,6 +1,7 @@
-"""The vectorized default-profile builder against a slow reference: the per-target walk of the released
-extractor's recursion (``walk_up``), one comment at a time, on random forests with every odd case
-(cycles, self-parents, parents in other threads, missing parents, over-long and empty comments, titles)."""
+"""The vectorized default-profile builder against a slow reference (tests/instances_reference.py): the
+per-target walk of the released extractor's recursion (``walk_up``), one comment at a time, on random
+forests with every odd case (cycles, self-parents, parents in other threads, missing parents, over-long
+and empty comments, titles)."""
 
 from __future__ import annotations
 
@@ -8,92 +9,12 @@ import random
 
 import pyarrow as pa
 import pytest
+from instances_reference import reference_default
 
-from dialogsmith.formats.schemas import COMMENTS, INSTANCES, SUBMISSIONS
+from dialogsmith.formats.schemas import COMMENTS, SUBMISSIONS
 from dialogsmith.formats.stats import StageStats
-from dialogsmith.instances import job as conv
-from dialogsmith.instances.job import TITLE, BuildConfig, light_normalize, parent_indices, walk_up
-
-
-def reference_default(cfg: BuildConfig, comments: list[dict], submissions: list[dict], bl_subs=None):
-    """The default profile, comment by comment: (instances as dicts keyed by instance_id, drops)."""
-    drops: dict[str, int] = {}
-
-    def count(reason, n=1):
-        if n:
-            drops[reason] = drops.get(reason, 0) + n
-
-    rows = []
-    for c in comments:
-        if c["body"] is None:
-            count("missing_body")
-        elif c["body"] in ("[deleted]", "[removed]"):
-            count("deleted")
-        else:
-            norm = light_normalize(c["body"])
-            if norm:
-                rows.append((c, norm))
-            else:
-                count("empty")
-    ids = [c["id"] for c, _ in rows]
-    pids = [c["parent_id"] for c, _ in rows]
-    links = [c["link_id"] for c, _ in rows]
-    parent = parent_indices(ids, pids, links)
-    over_long = [len(n.split()) > cfg.max_len for _, n in rows] if cfg.max_len else None
-    parents_set = set(pids)
-    titles = {}
-    if cfg.use_title:
-        for s in sorted(submissions, key=lambda s: (s["month"], s["source"], s["line"])):
-            if s["id"] is not None and s["title"]:
-                t = light_normalize(s["title"])
-                if t:
-                    titles["t3_" + s["id"]] = (s["title"], t)
-    out = {}
-    for i, (c, _) in enumerate(rows):
-        if cfg.leaves_only and "t1_" + c["id"] in parents_set:
-            count("not_leaf")
-            continue
-        sub = (c["subreddit"] or "").lower()
-        if bl_subs is not None and sub in bl_subs:
-            count("blocked_subreddit")
-            continue
-        if cfg.min_score is not None and (c["score"] or 0) < cfg.min_score:
-            count("low_score")
-            continue
-        path, cycle = walk_up(i, parent, over_long, cfg.max_depth, cfg.use_title, detect_cycles=True)
-        if cycle:
-            count("parent_cycle")
-            continue
-        title = None
-        if path and path[0] == TITLE:
-            title = titles.get(links[i])
-            if title is None:
-                path = path[1:]
-        if len(path) < cfg.min_depth:
-            count("target_too_long" if over_long is not None and over_long[i] else "too_shallow")
-            continue
-        turns = []
-        for k in path:
-            if k == TITLE:
-                turns.append((links[i], None, "title: " + title[0], "title: " + title[1], 1.0))
-            else:
-                ck, nk = rows[k]
-                turns.append(("t1_" + ck["id"], ck["author"], ck["body"], nk, 1.0))
-        out["t1_" + c["id"]] = {
-            "link_id": c["link_id"],
-            "parent_id": c["parent_id"],
-            "subreddit": sub,
-            "month": c["month"],
-            "target_score": c["score"],
-            "target_created_utc": c["created_utc"],
-            "turn_ids": [t[0] for t in turns],
-            "turn_authors": [t[1] for t in turns],
-            "turns_raw": [t[2] for t in turns],
-            "turns": [t[3] for t in turns],
-            "turn_weights": [t[4] for t in turns],
-        }
-    return out, drops
-
+from dialogsmith.instances.config import BuildConfig
+from dialogsmith.instances.default import default_instances
 
 BODIES = [
     "hello there friend",
@@ -154,17 +75,6 @@ def random_forest(rng: random.Random, n: int):
     return comments, submissions
 
 
-class _Collect:
-    def __init__(self):
-        self.tables = []
-        self.rows = 0
-
-    def write_columns(self, columns):
-        t = pa.Table.from_arrays([columns[f.name] for f in INSTANCES], schema=INSTANCES)
-        self.tables.append(t)
-        self.rows += t.num_rows
-
-
 @pytest.mark.parametrize("seed", range(40))
 def test_vectorized_default_profile_equals_the_reference_walk(seed):
     rng = random.Random(seed)
@@ -180,19 +90,17 @@ def test_vectorized_default_profile_equals_the_reference_walk(seed):
     )
     bl_subs = frozenset({"bad_sub"}) if rng.random() < 0.5 else None
     want, want_drops = reference_default(cfg, comments, submissions, bl_subs)
-    writer, stats, extra = _Collect(), StageStats(stage="instances"), {"candidates": 0}
-    task = {"n_shards": 1, "shard": 0}
-    conv._build_default(
-        cfg, task, pa.Table.from_pylist(comments, schema=COMMENTS),
-        pa.Table.from_pylist(submissions, schema=SUBMISSIONS), None, bl_subs, writer, stats, extra,
+    stats, extra = StageStats(stage="instances"), {"candidates": 0}
+    table = default_instances(
+        cfg, pa.Table.from_pylist(comments, schema=COMMENTS), pa.Table.from_pylist(submissions, schema=SUBMISSIONS),
+        bl_subs, stats, extra,
     )  # fmt: skip
     got = {}
-    for t in writer.tables:
-        for row in t.to_pylist():
-            iid = row.pop("instance_id")
-            row.pop("target_id")
-            row.pop("weights_in_text")
-            got[iid] = row
+    for row in table.to_pylist() if table is not None else []:
+        iid = row.pop("instance_id")
+        row.pop("target_id")
+        row.pop("weights_in_text")
+        got[iid] = row
     assert {k: v for k, v in stats.dropped.items() if v} == want_drops
     assert got.keys() == want.keys()
     for k in want:

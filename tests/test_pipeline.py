@@ -4,13 +4,18 @@ output is missing or stale, and leaves the others as they are."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+from pathlib import Path
 
 import pytest
 
 from dialogsmith import pipeline
 from dialogsmith.sample.synth import SynthConfig, generate
-from dialogsmith.tokenize import job as tokenize_stage
+from dialogsmith.tokenize.bpe import train_small_bpe
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -23,9 +28,7 @@ def dumps_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def tokenizer(tmp_path_factory):
     d = tmp_path_factory.mktemp("tok") / "bpe"
-    tokenize_stage.train_small_bpe(
-        ["what is the best thing to do today", "i like red cars"] * 50, d, vocab_size=300
-    )
+    train_small_bpe(["what is the best thing to do today", "i like red cars"] * 50, d, vocab_size=300)
     return d
 
 
@@ -75,3 +78,27 @@ def test_pipeline_refuses_a_foreign_directory(spark, dumps_dir, tmp_path, capsys
     assert pipeline.main(["--input", str(dumps_dir), "--output", str(mine)]) == 2
     assert "not a dialogsmith pipeline output" in capsys.readouterr().err
     assert (mine / "notes.txt").read_text() == "keep"
+
+
+def test_make_pipeline_resumes_after_a_removed_stage_output(dumps_dir, tokenizer, tmp_path):
+    """The make target, as a user runs it: a second run after `rm -rf OUT/instances` runs instances and
+    what follows it again, and skips extract."""
+    if shutil.which("make") is None or not (REPO / ".venv" / "bin" / "dialogsmith").exists():
+        pytest.skip("needs make and the project's .venv (make setup)")
+    out = tmp_path / "made"
+    cmd = ["make", "-s", "pipeline", f"DUMPS={dumps_dir}", f"OUT={out}", f"TOKENIZER={tokenizer}",
+           "PIPELINE_ARGS=--quiet"]  # fmt: skip
+    env = {**os.environ, "SPARK_LOG_LEVEL": "ERROR"}
+    env.pop("PYSPARK_GATEWAY_PORT", None)  # a session of its own, not the tests' one
+    first = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr
+    assert (out / "tokenize" / "manifest.json").exists()
+    extract_marker = (out / "extract" / "_dialogsmith.json").read_bytes()
+    shutil.rmtree(out / "instances")
+    again = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert "extract: up to date, skipped" in again.stderr
+    for step in ("instances", "filter", "tokenize"):
+        assert f"{step}: running" in again.stderr
+    assert (out / "extract" / "_dialogsmith.json").read_bytes() == extract_marker
+    assert (out / "instances" / "_SUCCESS").exists() and (out / "tokenize" / "manifest.json").exists()

@@ -18,6 +18,12 @@ SUMMARY = re.compile(
 )
 
 
+@pytest.fixture(autouse=True)
+def progress_on(monkeypatch):
+    """These tests want the line even where the environment (a CI job) switches it off."""
+    monkeypatch.delenv("DIALOGSMITH_PROGRESS", raising=False)
+
+
 class FakeTTY(io.StringIO):
     def isatty(self) -> bool:
         return True

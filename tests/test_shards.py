@@ -21,6 +21,9 @@ from dialogsmith.formats.shards import (
     write_dataset,
     write_shard,
 )
+from dialogsmith.tokenize.bpe import eos_id_of, load_bpe, train_small_bpe
+from dialogsmith.tokenize.decode import decode
+from dialogsmith.tokenize.decode import main as decode_command
 
 E = 50256
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "shard-format.md"
@@ -215,7 +218,7 @@ def test_corrupted_shard_is_detected_with_verify(tmp_path, capsys):
         ShardDataset(tmp_path, verify=True)
     with pytest.raises(ShardError, match="sha256 mismatch"):
         ShardReader(path, verify=True)  # finds its manifest entry itself
-    assert shards.decode_main([str(tmp_path), "--verify"]) == 1
+    assert decode_command(["decode", str(tmp_path), "--verify"]) == 1
     assert "sha256 mismatch" in capsys.readouterr().err
 
 
@@ -245,13 +248,9 @@ def test_numpy_only_reading_following_the_docs(tmp_path):
 
 
 def test_decode_command_prints_turns_and_marks(tmp_path, tmp_path_factory):
-    from dialogsmith.tokenize.job import train_small_bpe
-
     texts = ["hello there", "how are you", "fine thanks", "see you later"] * 20
     tok_dir = train_small_bpe(texts, tmp_path_factory.mktemp("bpe"), vocab_size=300)
-    from dialogsmith.tokenize.job import eos_id_of, load_tokenizer
-
-    tok = load_tokenizer(tok_dir)
+    tok = load_bpe(tok_dir)
     eos = eos_id_of(tok)
     enc = [np.array(tok.encode(t, add_special_tokens=False).ids) for t in ("hello there", "how are you")]
     root = tmp_path / "out"
@@ -259,7 +258,7 @@ def test_decode_command_prints_turns_and_marks(tmp_path, tmp_path_factory):
         root, {"train": [ShardInstance(enc, np.array([False, True]))]}, eos, 300, 64, tokenizer_dir=tok_dir
     )
     buf = io.StringIO()
-    assert shards.decode(str(root), n=3, out=buf, verify=True) == 1
+    assert decode(str(root), n=3, out=buf, verify=True) == 1
     out = buf.getvalue()
     assert "ctx   | hello there" in out and "TRAIN | how are you" in out and "verified 1 shard" in out
 

@@ -16,10 +16,13 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from dialogsmith.sample import synth
+from dialogsmith.sample import files, job, vocab
+from dialogsmith.sample import realistic as realistic_shape
 from dialogsmith.sample.synth import SynthConfig, generate
+from dialogsmith.stage import StageError
 
 SMALL = 3000  # comment lines per month: each generate() call below takes well under a second
+STAGE_FILES = ("_SUCCESS", "_dialogsmith.json", "stats.json")  # what the stage adds to generate()'s files
 
 
 def read_raw(path: Path) -> bytes:
@@ -74,7 +77,7 @@ def valid_in_file_order(raw: bytes) -> list[dict]:
             obj = json.loads(line.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError):
             continue
-        if isinstance(obj, dict) and all(isinstance(obj.get(k), str) for k in synth.COMMENT_REQUIRED):
+        if isinstance(obj, dict) and all(isinstance(obj.get(k), str) for k in files.COMMENT_REQUIRED):
             out.append(obj)
     return out
 
@@ -83,7 +86,7 @@ def load(out: Path, report) -> tuple[dict[str, dict[str, dict]], dict[str, dict[
     """{month: {id: comment}}, {month: {id: submission}} of the valid records."""
     comments, submissions = {}, {}
     for name, entry in report.files.items():
-        required = synth.COMMENT_REQUIRED if entry["kind"] == "comments" else synth.SUBMISSION_REQUIRED
+        required = files.COMMENT_REQUIRED if entry["kind"] == "comments" else files.SUBMISSION_REQUIRED
         valid, *_ = classify(read_raw(out / name), required)
         (comments if entry["kind"] == "comments" else submissions)[entry["month"]] = valid
     return comments, submissions
@@ -120,7 +123,7 @@ def assert_report_is_exact(out: Path, report, comments, submissions, malformed_m
     """Every figure of the report re-derived by reading the files back with the stdlib."""
     total = Counter()
     for name, entry in report.files.items():
-        required = synth.COMMENT_REQUIRED if entry["kind"] == "comments" else synth.SUBMISSION_REQUIRED
+        required = files.COMMENT_REQUIRED if entry["kind"] == "comments" else files.SUBMISSION_REQUIRED
         raw = read_raw(out / name)
         assert not raw.endswith(b"\n"), "the last line has no trailing newline"
         assert b"\n\n" not in raw and not raw.startswith(b"\n"), "no blank lines"
@@ -129,9 +132,9 @@ def assert_report_is_exact(out: Path, report, comments, submissions, malformed_m
         assert entry["valid_distinct"] == len(valid)
         assert entry["duplicates"] == dups > 0
         assert entry["quarantine"] == dict(reasons)
-        assert set(reasons) == set(synth.QUARANTINE_REASONS), f"{name}: every malformed kind present"
+        assert set(reasons) == set(files.QUARANTINE_REASONS), f"{name}: every malformed kind present"
         n_bad = sum(reasons.values())
-        assert n_bad < max(malformed_max * lines, len(synth.QUARANTINE_REASONS) + 1), "a small share"
+        assert n_bad < max(malformed_max * lines, len(files.QUARANTINE_REASONS) + 1), "a small share"
         assert lines == len(valid) + dups + sum(reasons.values())
         total.update(reasons)
     assert report.comments == sum(len(v) for v in comments.values())
@@ -156,8 +159,8 @@ def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path):
     cmd = [
         sys.executable,
         "-m",
-        "dialogsmith.sample.synth",
-        "--out",
+        "dialogsmith.sample.job",
+        "--output",
         str(b),
         "--seed",
         "99",
@@ -168,7 +171,7 @@ def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path):
     subprocess.run(cmd, check=True, capture_output=True, env={**os.environ, "PYTHONHASHSEED": "12345"})
     generate(c, SynthConfig(months=cfg.months, comments_per_month=800, seed=100, mega_thread=300))
     names = sorted(p.name for p in a.iterdir())
-    assert names == sorted(p.name for p in b.iterdir() if p.name not in ("_SUCCESS", "_dialogsmith.json"))
+    assert names == sorted(p.name for p in b.iterdir() if p.name not in STAGE_FILES)
     for name in names:
         assert (a / name).read_bytes() == (b / name).read_bytes(), name
     assert (a / "RC_2011-01.zst").read_bytes() != (c / "RC_2011-01.zst").read_bytes()
@@ -178,7 +181,7 @@ def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path):
 def test_every_compression_is_real_and_holds_the_same_lines(tmp_path, compression):
     cfg = SynthConfig(months=["2016-03"], comments_per_month=400, seed=5, compression=compression)
     report = generate(tmp_path / compression, cfg)
-    suffix = synth.COMPRESSIONS[compression]
+    suffix = files.COMPRESSIONS[compression]
     assert sorted(report.files) == [f"RC_2016-03{suffix}", f"RS_2016-03{suffix}"]
     raw = read_raw(tmp_path / compression / f"RC_2016-03{suffix}")
     if compression == "gz":
@@ -259,7 +262,7 @@ def test_text_exercises_every_extractor_rule(sample):
         "repeated": re.search(r"\b(\w+) \1 \1\b", text) is not None,
         "non_english": "ö" in text or "é" in text,
         "long_word": any(len(w) > 30 for w in text.split()),
-        "blocklisted": all(w in text.lower() for w in synth.BLOCKLIST_WORDS),
+        "blocklisted": all(w in text.lower() for w in vocab.BLOCKLIST_WORDS),
         "entities": "&amp;" in text and "&lt;" in text,
         "emoji": any(ord(ch) > 0xFFFF for ch in text),
         "abbreviations": all(a in text for a in ("b/c", "w/", "w/o", "j/k")),
@@ -268,6 +271,8 @@ def test_text_exercises_every_extractor_rule(sample):
         "newline_tab": any("\n" in b for b in bodies) and "\t" in text,
     }
     assert all(checks.values()), [k for k, v in checks.items() if not v]
+    subreddits = {c["subreddit"] for month in comments.values() for c in month.values()}
+    assert set(vocab.BLOCKLIST_SUBREDDITS) <= subreddits
     authors = {c["author"] for month in comments.values() for c in month.values()}
     assert "AutoModerator" in authors and any(a.endswith("_bot") for a in authors) and "[deleted]" in authors
     assert "I am a bot, and this action was performed automatically" in text
@@ -313,7 +318,7 @@ def test_era_fields_and_types(tmp_path):
     assert None in scores and any(isinstance(s, int) for s in scores)
     assert any(s["subreddit_id"] is None for s in submissions["2017-10"].values())
     for s in submissions["2016-11"].values():
-        assert s["permalink"] == f"/r/{s['subreddit']}/comments/{s['id']}/{synth._slug(s['title'])}/"
+        assert s["permalink"] == f"/r/{s['subreddit']}/comments/{s['id']}/{vocab.slug(s['title'])}/"
         assert isinstance(s["num_comments"], int) and isinstance(s["is_self"], bool)
 
 
@@ -340,18 +345,44 @@ def test_no_malformed_option_and_bad_config(tmp_path):
 
 
 def test_cli(tmp_path, capsys):
-    assert (
-        synth.main(
-            ["--out", str(tmp_path), "--comments", "200", "--months", "2012-04", "--compression", "gz"]
-        )
-        == 0
+    out = tmp_path / "sample"
+    argv = ["--output", str(out), "--comments", "200", "--months", "2012-04", "--compression", "gz"]
+    assert job.main(argv) == 0
+    assert (out / "RC_2012-04.gz").exists() and (out / "RS_2012-04.gz").exists()
+    printed = capsys.readouterr().out
+    assert "RC_2012-04.gz:" in printed and "comments" in printed
+    report = json.loads((out / "synth_report.json").read_text())
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["stage"] == "sample" and stats["rows_in"] == stats["rows_out"] == report["lines"]
+    assert stats["extra"]["comments"] == report["comments"]
+    assert stats["extra"]["malformed"] == report["quarantine"]
+    assert stats["extra"]["written"]["RC_2012-04.gz"]["lines"] == report["files"]["RC_2012-04.gz"]["lines"]
+
+    assert job.main(["--output", str(out), "--months", "2012/04"]) == 2
+    assert "sample: error: bad month" in capsys.readouterr().err
+    assert job.main(["--months", "2012-04"]) == 2
+    assert "--output is required" in capsys.readouterr().err
+
+
+def test_cli_flags_keep_their_old_spellings(tmp_path):
+    """--out is the old spelling of --output; --no-malformed still turns malformed lines off; the
+    sample has no input, so --input is not a flag."""
+    cfg = job.build_parser().parse_args(
+        ["--out", str(tmp_path), "--no-malformed", "--months", "2016-01, 2016-02"]
     )
-    assert (tmp_path / "RC_2012-04.gz").exists() and (tmp_path / "RS_2012-04.gz").exists()
-    assert "comments" in capsys.readouterr().out
-    with pytest.raises(SystemExit) as e:
-        synth.main(["--out", str(tmp_path), "--months", "2012/04"])
-    assert e.value.code == 2
-    assert "bad month" in capsys.readouterr().err
+    assert isinstance(cfg, job.SampleConfig)
+    assert cfg.output == str(tmp_path) and cfg.malformed is False and cfg.months == ["2016-01", "2016-02"]
+    assert job.build_parser().parse_args(["--output", "x"]).malformed is True
+    with pytest.raises(SystemExit):
+        job.build_parser().parse_args(["--output", "x", "--input", "y"])
+    # the same knobs from a --config file, a flag overriding it
+    conf = tmp_path / "sample.yaml"
+    conf.write_text("months: 2011-01,2011-02\ncomments: 500\nseed: 9\n")
+    with pytest.raises(StageError, match="unknown config field 'comments'"):  # field names, not flags
+        job.build_parser().parse_args(["--config", str(conf), "--output", "x"])
+    conf.write_text("months: [2011-01, 2011-02]\ncomments_per_month: 500\nseed: 9\n")
+    cfg = job.build_parser().parse_args(["--config", str(conf), "--output", "x", "--seed", "10"])
+    assert (cfg.months, cfg.comments_per_month, cfg.seed) == (["2011-01", "2011-02"], 500, 10)
 
 
 def test_counts_scale_with_the_size_knob(tmp_path):
@@ -490,8 +521,8 @@ def test_realistic_same_seed_same_bytes(tmp_path):
     cmd = [
         sys.executable,
         "-m",
-        "dialogsmith.sample.synth",
-        "--out",
+        "dialogsmith.sample.job",
+        "--output",
         str(b),
         "--seed",
         "5",
@@ -503,7 +534,7 @@ def test_realistic_same_seed_same_bytes(tmp_path):
     subprocess.run(cmd, check=True, capture_output=True, env={**os.environ, "PYTHONHASHSEED": "777"})
     generate(c, SynthConfig(seed=6, mega_thread=600, **kw))
     names = sorted(p.name for p in a.iterdir())
-    assert names == sorted(p.name for p in b.iterdir() if p.name not in ("_SUCCESS", "_dialogsmith.json"))
+    assert names == sorted(p.name for p in b.iterdir() if p.name not in STAGE_FILES)
     for name in names:
         assert (a / name).read_bytes() == (b / name).read_bytes(), name
     assert (a / "RC_2016-11.zst").read_bytes() != (c / "RC_2016-11.zst").read_bytes()
@@ -519,7 +550,7 @@ def test_realistic_memory_is_bounded_by_the_chunk(tmp_path, monkeypatch):
     (after a window's threads are added: its high-water mark) and the batch turned into lines.
     """
     pool_rows, batch_rows = [], []
-    pool_concat, comment_rows = synth._pool_concat, synth._comment_rows
+    pool_concat, comment_rows = realistic_shape._pool_concat, realistic_shape.comment_rows
 
     def observed_concat(a, b):
         pool = pool_concat(a, b)
@@ -530,8 +561,8 @@ def test_realistic_memory_is_bounded_by_the_chunk(tmp_path, monkeypatch):
         batch_rows.append(kw["idnum"].size)
         return comment_rows(*args, **kw)
 
-    monkeypatch.setattr(synth, "_pool_concat", observed_concat)
-    monkeypatch.setattr(synth, "_comment_rows", observed_rows)
+    monkeypatch.setattr(realistic_shape, "_pool_concat", observed_concat)
+    monkeypatch.setattr(realistic_shape, "comment_rows", observed_rows)
     chunk = 1000
     cfg = SynthConfig(months=["2016-03"], comments_per_month=24 * chunk, seed=2, shape="realistic")
     cfg.chunk_comments = chunk

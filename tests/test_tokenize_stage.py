@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import os
 import random
@@ -15,14 +14,9 @@ import pytest
 from dialogsmith.formats import schemas, shards
 from dialogsmith.formats.shards import ShardDataset
 from dialogsmith.formats.stats import StageStats
-from dialogsmith.tokenize.job import (
-    build_parser,
-    eos_id_of,
-    load_tokenizer,
-    main,
-    run,
-    train_small_bpe,
-)
+from dialogsmith.stage import EXIT_ERROR
+from dialogsmith.tokenize.bpe import eos_id_of, load_bpe, train_small_bpe
+from dialogsmith.tokenize.job import TokenizeConfig, build_parser, main, run
 
 MAX_LEN = 48
 WORDS = (
@@ -118,7 +112,7 @@ def small_bpe(tmp_path_factory, fixture_input):
     return train_small_bpe(texts, tmp_path_factory.mktemp("bpe"), vocab_size=400)
 
 
-def args_for(inp, out, tokenizer, *extra) -> argparse.Namespace:
+def args_for(inp, out, tokenizer, *extra) -> TokenizeConfig:
     return build_parser().parse_args(
         [
             "--input",
@@ -169,7 +163,7 @@ def expected_instances(tok, rows, max_len, reverse=False):
 def test_stage_round_trip_counts_and_manifest(stage_output, fixture_input, small_bpe):
     out, stats = stage_output
     _, rows = fixture_input
-    tok = load_tokenizer(small_bpe)
+    tok = load_bpe(small_bpe)
     manifest = ShardDataset(out, "train").manifest
     on_disk = StageStats.read(str(out / "stats.json")).check()
     assert on_disk.rows_in == sum(len(r) for r in rows.values()) == stats.rows_in
@@ -217,6 +211,16 @@ def test_stage_round_trip_counts_and_manifest(stage_output, fixture_input, small
     assert hf.encode("why is it good") == tok.encode("why is it good").ids
 
 
+def test_stage_shards_are_what_write_shard_writes(stage_output, tmp_path):
+    """One writer: every shard of the stage equals write_shard() of its own instances, byte for byte."""
+    out, _ = stage_output
+    ds = ShardDataset(out, "train")
+    for k, reader in enumerate(ds.shards):
+        again = tmp_path / f"{k}.bin"
+        shards.write_shard(again, [reader.instance(i) for i in range(len(reader))], ds.vocab_size, ds.eos_id)
+        assert again.read_bytes() == (out / "train" / f"shard-{k:05d}.bin").read_bytes()
+
+
 def test_special_tokens_in_text_are_plain_text(stage_output, small_bpe):
     out, _ = stage_output
     ds = ShardDataset(out, "train")
@@ -248,7 +252,7 @@ def test_reverse_from_a_dataframe(spark, fixture_input, small_bpe, tmp_path):
     )
     out = tmp_path / "rev"
     stats = run(args_for("unused", out, small_bpe, "--reverse"), input=df)
-    tok = load_tokenizer(small_bpe)
+    tok = load_bpe(small_bpe)
     want, dropped = expected_instances(tok, good, MAX_LEN, reverse=True)
     ds = ShardDataset(out, "valid")
     assert ds.manifest["reverse"] is True and stats.dropped == dropped and len(ds) == len(want)
@@ -289,22 +293,28 @@ def test_gpt2_tokenization_matches_the_python_reference_bpe(spark, gpt2_dir, tmp
     assert ids.tolist().count(50256) == 2 and labels[-1] == 50256
 
 
-def test_cli_errors_are_clear(spark, tmp_path, small_bpe, capsys):
+def test_cli_errors_are_clear(spark, tmp_path, fixture_input, small_bpe, capsys):
     assert (
         main(["--input", str(tmp_path / "nope"), "--output", str(tmp_path / "o"), "--tokenizer", small_bpe])
-        == 1
+        == EXIT_ERROR
     )
     assert "no Parquet files" in capsys.readouterr().err
     empty_tok = tmp_path / "tok"
     empty_tok.mkdir()
     assert (
-        main(["--input", str(tmp_path), "--output", str(tmp_path / "o"), "--tokenizer", str(empty_tok)]) == 1
+        main(
+            ["--input", str(fixture_input[0]), "--output", str(tmp_path / "o"), "--tokenizer", str(empty_tok)]
+        )
+        == EXIT_ERROR
     )
     assert "neither tokenizer.json nor vocab.json" in capsys.readouterr().err
     bad = tmp_path / "bad" / "train"
     bad.mkdir(parents=True)
     pq.write_table(pa.table({"x": [1]}), bad / "p.parquet")
-    assert main(["--input", str(bad.parent), "--output", str(tmp_path / "o"), "--tokenizer", small_bpe]) == 1
+    assert (
+        main(["--input", str(bad.parent), "--output", str(tmp_path / "o"), "--tokenizer", small_bpe])
+        == EXIT_ERROR
+    )
     assert "missing column 'turns'" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
 
@@ -329,6 +339,6 @@ def test_cli_on_a_filter_output_with_dropped_rows_and_an_empty_split(spark, tmp_
     assert len(ShardDataset(out, "valid")) == 0 and len(ShardDataset(out, "valid").lengths) == 0
     assert (
         main(["--input", str(inp), "--output", str(out), "--tokenizer", small_bpe, "--splits", "dropped"])
-        == 1
+        == EXIT_ERROR
     )
     assert "expected table 'filtered'" in capsys.readouterr().err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -19,7 +20,8 @@ from safetensors.torch import load_file
 from toydata import make_dataset
 
 from dialogsmith.formats.shards import ShardDataset, ShardInstance, build_example, write_dataset
-from dialogsmith.train.config import TrainConfig, parse_config
+from dialogsmith.stage import StageError
+from dialogsmith.train.config import TrainConfig, build_parser, parse_config, resume_changes
 from dialogsmith.train.data import collate, epoch_plan, group_steps, pack_rows
 from dialogsmith.train.loop import run
 from dialogsmith.train.model import LossModel, lr_at, param_groups
@@ -46,8 +48,8 @@ def toy(tmp_path_factory) -> str:
 
 def _cfg(toy: str, out, **kw) -> TrainConfig:
     base = dict(
-        data=toy,
-        out=str(out),
+        input=toy,
+        output=str(out),
         model_config="tiny",
         batch_size=2,
         max_steps=6,
@@ -184,13 +186,37 @@ def test_schedules_and_decay_groups():
 
 def test_config_yaml_and_flags(tmp_path):
     y = tmp_path / "c.yaml"
-    y.write_text("data: d\nout: o\nmodel_config: tiny\nlr: 0.01\nbatch_size: 3\n")
+    y.write_text("input: d\noutput: o\nmodel_config: tiny\nlr: 0.01\nbatch_size: 3\n")
     cfg = parse_config(["--config", str(y), "--lr", "0.5", "--no-progress"])
     assert (cfg.lr, cfg.batch_size, cfg.progress, cfg.model_config) == (0.5, 3, False, "tiny")
+    assert (cfg.input, cfg.output) == ("d", "o")
     with pytest.raises(ValueError, match="--model"):
-        parse_config(["--data", "d", "--out", "o"])
-    with pytest.raises(ValueError, match="unknown"):
-        TrainConfig.from_dict({"bogus": 1})
+        parse_config(["--input", "d", "--output", "o"])
+    y.write_text("bogus: 1\n")
+    with pytest.raises(StageError, match="unknown config field 'bogus'"):
+        parse_config(["--config", str(y)])
+    with pytest.raises(ValueError, match="--batching must be pack|bucket|none"):
+        TrainConfig(input="d", output="o", model_config="tiny", batching="rows").validate()
+
+
+def test_input_output_flags_keep_their_old_spellings():
+    """--input/--output as in every stage; --data/--out (the Makefile's, older scripts') still work, and so
+    do the old field names in a saved train_config.json."""
+    new = parse_config(["--input", "shards", "--output", "run", "--model-config", "tiny"])
+    old = parse_config(["--data", "shards", "--out", "run", "--model-config", "tiny"])
+    assert new == old and (new.input, new.output) == ("shards", "run")
+    help_text = build_parser().format_help()
+    assert "--input" in help_text and "--output" in help_text
+    assert "--data" not in help_text and "--out " not in help_text  # hidden aliases
+    # a checkpoint's train_config.json written before the rename: data/out are input/output
+    saved = {**new.to_dict(), "data": "shards", "out": "run"}
+    del saved["input"], saved["output"]
+    assert resume_changes(saved, None, new, {}) == ([], {})
+    moved = dataclasses.replace(new, input="elsewhere", output="run2")
+    refused, allowed = resume_changes(saved, None, moved, {})  # no data identity saved: the path counts
+    assert refused == ["input: checkpoint='shards' now='elsewhere'"] and allowed == {
+        "output": ["run", "run2"]
+    }
 
 
 # ---- training runs --------------------------------------------------------------------------------
@@ -232,9 +258,9 @@ def test_torchrun_two_ranks_match_single_process(toy, tmp_path):
     ddp = tmp_path / "ddp"
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
     args = [
-        "--data",
+        "--input",
         toy,
-        "--out",
+        "--output",
         str(ddp),
         "--model-config",
         "tiny",

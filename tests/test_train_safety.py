@@ -48,8 +48,8 @@ def train_entry():
 
 def _cfg(data, out, **kw) -> TrainConfig:
     base = dict(
-        data=str(data),
-        out=str(out),
+        input=str(data),
+        output=str(out),
         model_config="tiny",
         batch_size=2,
         max_steps=4,
@@ -64,7 +64,7 @@ def _cfg(data, out, **kw) -> TrainConfig:
 
 
 def _argv(data, out, *extra: str) -> list[str]:
-    return ["--data", str(data), "--out", str(out), "--model-config", "tiny", "--batch-size", "2",
+    return ["--input", str(data), "--output", str(out), "--model-config", "tiny", "--batch-size", "2",
             "--max-steps", "2", "--num-threads", "1", "--no-progress", *extra]  # fmt: skip
 
 
@@ -178,6 +178,20 @@ def tiny_run(toy, tmp_path_factory) -> Path:
     return out
 
 
+def test_eval_perplexity_is_the_trainers_validation_loss(toy, tiny_run):
+    """One implementation (train.perplexity): eval's perplexity on the valid split of the run's data equals
+    the validation loss the trainer logged, whatever the batching."""
+    from dialogsmith.eval import perplexity_on_shards
+    from dialogsmith.generation import load_model
+
+    summary = json.loads((tiny_run / "summary.json").read_text())
+    model, _ = load_model(str(tiny_run), "cpu")
+    got = perplexity_on_shards(model, str(toy), "valid", batch_size=3)
+    assert got["tokens"] == summary["valid_targets"]
+    assert got["loss"] == pytest.approx(summary["valid_loss"], rel=1e-5)
+    assert got["ppl"] == pytest.approx(summary["valid_ppl"], rel=1e-5)
+
+
 def test_eval_refuses_corrupted_shards(toy, tiny_run, tmp_path, capsys):
     from dialogsmith.eval import main
 
@@ -186,7 +200,7 @@ def test_eval_refuses_corrupted_shards(toy, tiny_run, tmp_path, capsys):
     data = _copy(toy, tmp_path)
     shard, j, _ = _first_instance(data, "valid")
     _flip_in_range(shard, j, ShardDataset(str(data), "valid").vocab_size)
-    argv = ["--model", str(tiny_run), "--refs-file", str(refs), "--out", str(tmp_path / "ev"), "--device",
+    argv = ["--model", str(tiny_run), "--refs-file", str(refs), "--output", str(tmp_path / "ev"), "--device",
             "cpu", "--max-new-tokens", "3", "--shards", str(data), "--ppl-split", "valid"]  # fmt: skip
     assert main(argv) == 2
     err = capsys.readouterr().err
@@ -213,7 +227,7 @@ def test_resume_refuses_a_changed_model_or_data(toy, tmp_path, capsys):
         run(_cfg(toy, out, model_config="mini", batch_size=3, resume="auto"))
     msg = str(e.value)
     assert "model_config: checkpoint='tiny' now='mini'" in msg and "batch_size: checkpoint=2 now=3" in msg
-    assert "--resume never" in msg and "another --out" in msg
+    assert "--resume never" in msg and "another --output" in msg
     assert json.loads((out / "train_config.json").read_text()) == saved  # still what ran
     assert _trained_steps(out) == [1, 2]
 
@@ -229,7 +243,7 @@ def test_resume_refuses_a_changed_model_or_data(toy, tmp_path, capsys):
         run(_cfg(other, out, resume="auto"))
 
     # --resume never on top of existing checkpoints would mix two runs in one directory
-    with pytest.raises(ValueError, match="already holds checkpoints.*another --out"):
+    with pytest.raises(ValueError, match="already holds checkpoints.*another --output"):
         run(_cfg(toy, out, model_config="mini", resume="never"))
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-0000002"]
     assert _trained_steps(out) == [1, 2]
@@ -245,10 +259,10 @@ def test_resume_with_harmless_changes_runs_and_logs_them(toy, tmp_path, capsys):
     assert len(changed) == 1
     fields = changed[0]["fields"]
     assert fields["max_steps"] == [4, 5] and fields["eval_every"] == [0, 2] and fields["log_every"] == [1, 2]
-    assert fields["data"] == [str(toy), str(moved)]
+    assert fields["input"] == [str(toy), str(moved)]
     err = capsys.readouterr().err
     assert "max_steps: checkpoint=4 now=5" in err and "eval_every: checkpoint=0 now=2" in err
     saved = json.loads((out / "train_config.json").read_text())
-    assert (saved["max_steps"], saved["eval_every"], saved["data"]) == (5, 2, str(moved))
+    assert (saved["max_steps"], saved["eval_every"], saved["input"]) == (5, 2, str(moved))
     valid_steps = [r["step"] for r in _records(out) if "valid_loss" in r and "event" not in r]
     assert valid_steps == [4, 5]  # --eval-every 2 took effect after the resume (and the final one at 5)

@@ -1,5 +1,6 @@
-"""Small real datasets for tests, benchmarks and the demo: a byte-level BPE tokenizer trained on the
-dialogues themselves (no hub download) and shards written through dialogsmith.formats.shards."""
+"""Small real datasets for tests and benchmarks: a byte-level BPE trained on the dialogues themselves by
+the tokenize stage's ``train_small_bpe`` (no hub download), and shards written through
+dialogsmith.formats.shards."""
 
 from __future__ import annotations
 
@@ -8,31 +9,8 @@ import os
 import numpy as np
 
 from dialogsmith.formats.shards import ShardInstance, build_example, write_dataset
-from dialogsmith.train.model import load_gpt2_tokenizer as load_fast_tokenizer
-
-EOS = "<|endoftext|>"
-
-
-def train_tokenizer(texts: list[str], out_dir: str, vocab_size: int = 400) -> str:
-    """A GPT-2-style byte-level BPE (vocab.json + merges.txt) whose last id is <|endoftext|>."""
-    from tokenizers import ByteLevelBPETokenizer
-
-    tok = ByteLevelBPETokenizer()
-    tok.train_from_iterator(texts, vocab_size=vocab_size, min_frequency=1, special_tokens=[])
-    tok.add_special_tokens([EOS])
-    os.makedirs(out_dir, exist_ok=True)
-    tok.save_model(out_dir)
-    # save_model writes only the BPE vocabulary: append the special token as the last id, as in GPT-2
-    import json
-
-    vocab_path = os.path.join(out_dir, "vocab.json")
-    with open(vocab_path) as fh:
-        vocab = json.load(fh)
-    if EOS not in vocab:
-        vocab[EOS] = len(vocab)
-        with open(vocab_path, "w") as fh:
-            json.dump(vocab, fh, ensure_ascii=False)
-    return out_dir
+from dialogsmith.tokenize.bpe import EOS_TOKEN, train_small_bpe
+from dialogsmith.train.model import load_hf_tokenizer
 
 
 def dialogues_to_instances(
@@ -40,12 +18,12 @@ def dialogues_to_instances(
 ) -> list[ShardInstance]:
     """Turn i >= 1 trainable (all responses), turn 0 context; with reverse=True the turn order is flipped
     (the reverse model for MMI predicts the source from the response)."""
-    eos_id = tokenizer.convert_tokens_to_ids(EOS)
+    eos_id = tokenizer.convert_tokens_to_ids(EOS_TOKEN)
     out = []
     for turns in dialogues:
         if reverse:
             turns = list(reversed(turns))
-        ids = [np.asarray(tokenizer.encode(t), dtype=np.int64) for t in turns]
+        ids = [np.asarray(tokenizer.encode(t, add_special_tokens=False), dtype=np.int64) for t in turns]
         flags = np.array([False] + [True] * (len(ids) - 1))
         inst = ShardInstance(turns=ids, trainable=flags)
         if inst.example_length > max_len or isinstance(
@@ -69,9 +47,9 @@ def make_dataset(
     """Write a tokenize-stage-style output dir (manifest + shards + tokenizer/) from raw dialogues."""
     if tokenizer_dir is None:
         texts = [t for d in train + (valid or []) for t in d]
-        tokenizer_dir = train_tokenizer(texts, os.path.join(str(root) + "-tokenizer"), vocab_size)
-    tok = load_fast_tokenizer(tokenizer_dir)
-    eos_id = tok.convert_tokens_to_ids(EOS)
+        tokenizer_dir = train_small_bpe(texts, os.path.join(str(root) + "-tokenizer"), vocab_size)
+    tok = load_hf_tokenizer(tokenizer_dir)
+    eos_id = tok.convert_tokens_to_ids(EOS_TOKEN)
     splits = {"train": dialogues_to_instances(train, tok, max_len, reverse)}
     if valid:
         splits["valid"] = dialogues_to_instances(valid, tok, max_len, reverse)

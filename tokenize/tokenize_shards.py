@@ -1,4 +1,5 @@
-"""Tokenize stage entry point: `python tokenize/tokenize_shards.py --input <filter dir> --output <dir>`.
+"""Tokenize stage entry point: `python tokenize/tokenize_shards.py --input <filter dir or DialoGPT TSV> --output <dir>`
+(the same as `dialogsmith tokenize ...`).
 
 Also runs unchanged under `spark-submit tokenize/tokenize_shards.py ...`. See docs/tokenize.md.
 """

@@ -1,7 +1,7 @@
 """Fine-tune GPT-2 (DialoGPT recipe) on token shards.
 
-    python train/train.py --data <tokenize out> --out <run dir> --model-config tiny
-    torchrun --nproc-per-node 4 train/train.py --data ... --out ... --model microsoft/DialoGPT-small
+    python train/train.py --input <tokenize out> --output <run dir> --model-config tiny
+    torchrun --nproc-per-node 4 train/train.py --input ... --output ... --model microsoft/DialoGPT-small
 
 Same as ``dialogsmith train``. See docs/train.md; `--help` lists every option.
 """

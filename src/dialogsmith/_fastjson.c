@@ -1,6 +1,9 @@
-/* Native fast path of dumps.BlockParser: dump lines (one JSON object each) -> typed columns.
+/* Native fast path of extract/parse.py's BlockParser: dump lines (one JSON object each) -> typed columns.
+ * Also the other C kernels of the package (fastjson.py: newlines, token counts, 64-bit hashes, base-36
+ * keys, crc32). One file, long because: setup.py builds the optional extension from a single source
+ * without a compiler-specific build system, and the kernels share the string-buffer helpers.
  *
- * Contract (asserted by tests/test_fastjson.py against dumps.parse_line): the parser may DECLINE any
+ * Contract (asserted by tests/test_fastjson.py against parse.parse_line): the parser may DECLINE any
  * line, and the caller then runs the Python reference (orjson + coercion), which also names the
  * quarantine reason. For every line it ACCEPTS, the values equal what parse_line returns. So this
  * file only has to be exact on the accept side; anything unusual is declined:
@@ -10,14 +13,14 @@
  *   - a required field missing, null or not a string;
  *   - a typed value that needs more than the simple coercions below (strings other than plain
  *     digits / ""/"null"/"none", integers beyond int64, ...).
- * Accepted coercions (see dumps.coerce_*):
+ * Accepted coercions (see parse.coerce_*):
  *   int    <- integer literal in int64, float (truncated), "digits", ""/"null"/"none" (-> null), null
  *   edited <- false/true/null (-> null), integer, float, "digits", "false"/"true"/""/"null"/"none" (-> null)
  *   bool   <- true/false, 0/1, "true"/"false"/"1"/"0", ""/"null"/"none" (-> null), null
  *   str    <- string, null
  *
- * Measured on generated 2016 comments (~400 B/line, 20 fields): ~0.5 us/line on this 2-core VM, vs
- * ~3.2 us for Arrow's JSON reader plus ~2 us of the Python glue around it, and ~2-3 us for orjson.loads.
+ * Measured on generated 2016 comments (~400 B/line, 20 fields), one core: ~0.5 us/line, vs ~3.2 us for
+ * Arrow's JSON reader plus ~2 us of the Python glue around it, and ~2-3 us for orjson.loads.
  * Strings are scanned 16 bytes at a time (SSE2) where available.
  */
 #define PY_SSIZE_T_CLEAN
@@ -592,7 +595,7 @@ static PyObject *parse_lines(PyObject *self, PyObject *args) {
     Py_ssize_t r = 0, bad_line = -1;
     int bad = 0; /* 1: bounds outside the data, 2: string buffer too small */
     /* No Python object is touched below: the GIL is released, so that the thread decoding the dump
-     * (dumps.Prefetched) runs while this one parses. Errors are raised once the GIL is back. */
+     * (decode.Prefetched) runs while this one parses. Errors are raised once the GIL is back. */
     Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t i = 0; i < n && !bad; i++) {
         if (st[i] < 0 || en[i] < st[i] || en[i] > data.len) {
@@ -677,27 +680,53 @@ static inline int space_len(const uint8_t *p, const uint8_t *end) {
     return 0;
 }
 
+static int check_offsets(const int32_t *off, Py_ssize_t n, Py_ssize_t data_len, const char *who) {
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (off[i] < 0 || off[i + 1] < off[i] || off[i + 1] > data_len) {
+            PyErr_Format(PyExc_ValueError, "%s: string %zd outside the data", who, i);
+            return -1;
+        }
+    return 0;
+}
+
+/* The arguments (offsets int32[n+1], data, flag, out) of a kernel that writes one 8-byte value per
+ * string: parsed, offsets checked against the data, room for n outputs. 0, or -1 with an exception set
+ * (and nothing held). */
+typedef struct {
+    Py_buffer offsets, data, out;
+    int flag;
+    Py_ssize_t n;
+} StringArgs;
+
+static void release_string_args(StringArgs *a) {
+    PyBuffer_Release(&a->offsets);
+    PyBuffer_Release(&a->data);
+    PyBuffer_Release(&a->out);
+}
+
+static int string_args(PyObject *args, StringArgs *a, const char *who) {
+    if (!PyArg_ParseTuple(args, "y*y*pw*", &a->offsets, &a->data, &a->flag, &a->out)) return -1;
+    a->n = a->offsets.len / 4 - 1;
+    if (a->n < 0 || a->out.len < a->n * 8) {
+        PyErr_Format(PyExc_ValueError, "%s: need n + 1 offsets and n 8-byte outputs", who);
+    } else if (check_offsets(a->offsets.buf, a->n, a->data.len, who) == 0) {
+        return 0;
+    }
+    release_string_args(a);
+    return -1;
+}
+
 /* token_counts(offsets, data, skip_backslash, out): len(s.split()) of each string of an Arrow string
  * array (int32 offsets, n + 1 of them; valid UTF-8), into int64 out[n]. With skip_backslash, that of
  * s.replace("\\", "").split(): a backslash neither starts, ends nor splits a token. */
 static PyObject *token_counts(PyObject *self, PyObject *args) {
-    Py_buffer offsets, data, out;
-    int skip_backslash;
-    if (!PyArg_ParseTuple(args, "y*y*pw*", &offsets, &data, &skip_backslash, &out)) return NULL;
-    PyObject *result = NULL;
-    Py_ssize_t n = offsets.len / 4 - 1;
-    const int32_t *off = offsets.buf;
-    const uint8_t *base = data.buf;
-    int64_t *counts = out.buf;
-    if (n < 0 || out.len < n * 8) {
-        PyErr_SetString(PyExc_ValueError, "token_counts: need n + 1 offsets and n int64 outputs");
-        goto done;
-    }
-    for (Py_ssize_t i = 0; i < n; i++) {
-        if (off[i] < 0 || off[i + 1] < off[i] || off[i + 1] > data.len) {
-            PyErr_Format(PyExc_ValueError, "token_counts: string %zd outside the data", i);
-            goto done;
-        }
+    StringArgs a;
+    if (string_args(args, &a, "token_counts") < 0) return NULL;
+    const int32_t *off = a.offsets.buf;
+    const uint8_t *base = a.data.buf;
+    int64_t *counts = a.out.buf;
+    int skip_backslash = a.flag;
+    for (Py_ssize_t i = 0; i < a.n; i++) {
         const uint8_t *p = base + off[i], *end = base + off[i + 1];
         int64_t count = 0;
         int in_token = 0;
@@ -721,13 +750,8 @@ static PyObject *token_counts(PyObject *self, PyObject *args) {
         }
         counts[i] = count;
     }
-    result = Py_None;
-    Py_INCREF(result);
-done:
-    PyBuffer_Release(&offsets);
-    PyBuffer_Release(&data);
-    PyBuffer_Release(&out);
-    return result;
+    release_string_args(&a);
+    Py_RETURN_NONE;
 }
 
 /* 64-bit string hashes for the filter's corpus rules (bland trigrams, duplicate pairs). Definition
@@ -770,95 +794,32 @@ static inline uint64_t hash_bytes(const uint8_t *p, Py_ssize_t len, int ascii_lo
     return fmix64(acc + (uint64_t)len * H_LEN + H_SEED);
 }
 
-static int check_offsets(const int32_t *off, Py_ssize_t n, Py_ssize_t data_len, const char *who) {
-    for (Py_ssize_t i = 0; i < n; i++)
-        if (off[i] < 0 || off[i + 1] < off[i] || off[i + 1] > data_len) {
-            PyErr_Format(PyExc_ValueError, "%s: string %zd outside the data", who, i);
-            return -1;
-        }
-    return 0;
-}
 
 /* hash64(offsets, data, ascii_lower, out): hash64 of each string of an Arrow string array (with
  * ascii_lower, of its bytes with A-Z read as a-z) into uint64 out[n]. */
 static PyObject *hash64(PyObject *self, PyObject *args) {
-    Py_buffer offsets, data, out;
-    int ascii_lower;
-    if (!PyArg_ParseTuple(args, "y*y*pw*", &offsets, &data, &ascii_lower, &out)) return NULL;
-    PyObject *result = NULL;
-    Py_ssize_t n = offsets.len / 4 - 1;
-    const int32_t *off = offsets.buf;
-    uint64_t *h = out.buf;
-    if (n < 0 || out.len < n * 8) {
-        PyErr_SetString(PyExc_ValueError, "hash64: need n + 1 offsets and n uint64 outputs");
-        goto done;
-    }
-    if (check_offsets(off, n, data.len, "hash64") < 0) goto done;
-    for (Py_ssize_t i = 0; i < n; i++)
-        h[i] = hash_bytes((const uint8_t *)data.buf + off[i], off[i + 1] - off[i], ascii_lower);
-    result = Py_None;
-    Py_INCREF(result);
-done:
-    PyBuffer_Release(&offsets);
-    PyBuffer_Release(&data);
-    PyBuffer_Release(&out);
-    return result;
+    StringArgs a;
+    if (string_args(args, &a, "hash64") < 0) return NULL;
+    const int32_t *off = a.offsets.buf;
+    uint64_t *h = a.out.buf;
+    for (Py_ssize_t i = 0; i < a.n; i++)
+        h[i] = hash_bytes((const uint8_t *)a.data.buf + off[i], off[i + 1] - off[i], a.flag);
+    release_string_args(&a);
+    Py_RETURN_NONE;
 }
 
 /* token_hash64(offsets, data, ascii_lower, counts, hashes) -> number of tokens: the str.split() tokens of
  * each string (space_len's separators), hash64 of each token's bytes into uint64 hashes (only as many
  * as fit: the caller retries with a larger buffer when the result exceeds its capacity), and the number
- * of tokens of each string into int64 counts[n]. */
-static PyObject *token_hash64(PyObject *self, PyObject *args) {
-    Py_buffer offsets, data, counts, hashes;
-    int ascii_lower;
-    if (!PyArg_ParseTuple(args, "y*y*pw*w*", &offsets, &data, &ascii_lower, &counts, &hashes)) return NULL;
-    PyObject *result = NULL;
-    Py_ssize_t n = offsets.len / 4 - 1, cap = hashes.len / 8, t = 0;
-    const int32_t *off = offsets.buf;
-    const uint8_t *base = data.buf;
-    int64_t *c = counts.buf;
-    uint64_t *h = hashes.buf;
-    if (n < 0 || counts.len < n * 8) {
-        PyErr_SetString(PyExc_ValueError, "token_hash64: need n + 1 offsets and n int64 counts");
-        goto done;
-    }
-    if (check_offsets(off, n, data.len, "token_hash64") < 0) goto done;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        const uint8_t *p = base + off[i], *end = base + off[i + 1], *start = NULL;
-        Py_ssize_t before = t;
-        while (p <= end) {
-            int k = p < end ? space_len(p, end) : 1;
-            if (k) {
-                if (start) {
-                    if (t < cap) h[t] = hash_bytes(start, p - start, ascii_lower);
-                    t++;
-                    start = NULL;
-                }
-                p += k;
-            } else {
-                if (!start) start = p;
-                p++;
-            }
-        }
-        c[i] = t - before;
-    }
-    result = PyLong_FromSsize_t(t);
-done:
-    PyBuffer_Release(&offsets);
-    PyBuffer_Release(&data);
-    PyBuffer_Release(&counts);
-    PyBuffer_Release(&hashes);
-    return result;
-}
-
-/* trigram_hash64(offsets, data, ascii_lower, counts, hashes) -> number of trigrams: for each string, the
+ * of tokens of each string into int64 counts[n].
+ *
+ * trigram_hash64(offsets, data, ascii_lower, counts, hashes) -> number of trigrams: for each string, the
  * hashes of its consecutive token triples (a, b, c), fmix64(fmix64(fmix64(a ^ H_TRI) + b) + c) of the
  * tokens' hash64, into uint64 hashes (only as many as fit, as token_hash64), and the number of
  * trigrams of each string (tokens - 2, at least 0) into int64 counts[n]. */
 #define H_TRI 0x8EBC6AF09C88C6E3ULL
 
-static PyObject *trigram_hash64(PyObject *self, PyObject *args) {
+static PyObject *split_hashes(PyObject *args, int trigrams, const char *name) {
     Py_buffer offsets, data, counts, hashes;
     int ascii_lower;
     if (!PyArg_ParseTuple(args, "y*y*pw*w*", &offsets, &data, &ascii_lower, &counts, &hashes)) return NULL;
@@ -869,10 +830,10 @@ static PyObject *trigram_hash64(PyObject *self, PyObject *args) {
     int64_t *c = counts.buf;
     uint64_t *h = hashes.buf;
     if (n < 0 || counts.len < n * 8) {
-        PyErr_SetString(PyExc_ValueError, "trigram_hash64: need n + 1 offsets and n int64 counts");
+        PyErr_Format(PyExc_ValueError, "%s: need n + 1 offsets and n int64 counts", name);
         goto done;
     }
-    if (check_offsets(off, n, data.len, "trigram_hash64") < 0) goto done;
+    if (check_offsets(off, n, data.len, name) < 0) goto done;
     for (Py_ssize_t i = 0; i < n; i++) {
         const uint8_t *p = base + off[i], *end = base + off[i + 1], *start = NULL;
         Py_ssize_t before = t, tokens = 0;
@@ -882,12 +843,17 @@ static PyObject *trigram_hash64(PyObject *self, PyObject *args) {
             if (k) {
                 if (start) {
                     uint64_t x = hash_bytes(start, p - start, ascii_lower);
-                    if (++tokens >= 3) {
-                        if (t < cap) h[t] = fmix64(fmix64(fmix64(a ^ H_TRI) + b) + x);
+                    if (!trigrams) {
+                        if (t < cap) h[t] = x;
                         t++;
+                    } else {
+                        if (++tokens >= 3) {
+                            if (t < cap) h[t] = fmix64(fmix64(fmix64(a ^ H_TRI) + b) + x);
+                            t++;
+                        }
+                        a = b;
+                        b = x;
                     }
-                    a = b;
-                    b = x;
                     start = NULL;
                 }
                 p += k;
@@ -905,6 +871,12 @@ done:
     PyBuffer_Release(&counts);
     PyBuffer_Release(&hashes);
     return result;
+}
+
+static PyObject *token_hash64(PyObject *self, PyObject *args) { return split_hashes(args, 0, "token_hash64"); }
+
+static PyObject *trigram_hash64(PyObject *self, PyObject *args) {
+    return split_hashes(args, 1, "trigram_hash64");
 }
 
 /* base36_keys(offsets int32[n+1], data, prefix bytes, out int64[n]) -> count of strings that are not

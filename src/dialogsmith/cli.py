@@ -12,7 +12,7 @@ import sys
 # subcommand: (module with main(argv) -> int, what it does)
 COMMANDS: dict[str, tuple[str, str]] = {
     "sample": (
-        "dialogsmith.sample.synth",
+        "dialogsmith.sample.job",
         "synthetic Pushshift-style RC_/RS_ dumps (for trying every stage)",
     ),
     "extract": ("dialogsmith.extract.job", "dumps -> typed, deduplicated Parquet bucketed by thread"),
@@ -35,7 +35,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "metrics": ("dialogsmith.metrics.__main__", "the paper's metrics for hypothesis/reference files"),
     "demo": ("dialogsmith.demo", "every stage on a synthetic sample, and a report"),
-    "shards": ("dialogsmith.formats.shards", "look into token shards (decode, verify)"),
+    "shards": ("dialogsmith.tokenize.decode", "look into token shards (decode, verify)"),
     "cluster": ("dialogsmith.cluster", "a local Spark standalone cluster, the package for spark-submit"),
 }
 

@@ -407,7 +407,7 @@ def spark_submit(
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m dialogsmith.cluster",
+        prog="dialogsmith cluster",
         description="A Spark standalone master + one worker on localhost, from the pyspark installation.",
     )
     sub = parser.add_subparsers(dest="command", required=True)

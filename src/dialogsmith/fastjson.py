@@ -1,9 +1,11 @@
-"""Python face of the native line parser (``_fastjson.c``): dump lines -> Arrow columns.
+"""Python face of the C kernels (``_fastjson.c``): the dump line parser (lines -> Arrow columns),
+newline offsets, token counts, crc32 and 64-bit hashes of strings.
 
 The C parser accepts the ordinary lines and declines anything unusual; the caller runs
-``dumps.parse_line`` (the reference semantics) on the declined ones. ``AVAILABLE`` is False when the
-extension was not built (no C compiler at install time, or the package was shipped to Spark
-executors as a zip, from which Python cannot load compiled modules); callers then use the Arrow path.
+``extract.parse.parse_line`` (the reference semantics) on the declined ones. ``AVAILABLE`` is False when
+the extension was not built (no C compiler at install time, or the package was shipped to Spark
+executors as a zip, from which Python cannot load compiled modules); the callers then take their
+Python or numpy paths, which give the same results.
 """
 
 from __future__ import annotations
@@ -13,10 +15,11 @@ import threading
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 try:
     from dialogsmith import _fastjson
-except ImportError:  # not built: the Arrow path serves
+except ImportError:  # not built: the callers' Python and numpy paths serve
     _fastjson = None
 
 # DIALOGSMITH_NATIVE=0 turns the native parser off (to compare engines, or to rule it out).
@@ -80,7 +83,7 @@ def parse_lines(
 ) -> tuple[np.ndarray, dict[str, pa.Array]]:
     """Parse lines ``data[starts[i]:ends[i]]``; (indices of the accepted lines, one Array per field).
 
-    Arrays are as long as the accepted lines; the other lines need ``dumps.parse_line``."""
+    Arrays are as long as the accepted lines; the other lines need ``extract.parse.parse_line``."""
     if _fastjson is None:
         raise RuntimeError(
             "dialogsmith._fastjson is not built (no C compiler when the package was installed)"
@@ -160,7 +163,7 @@ def fmix64(x: np.ndarray) -> np.ndarray:
     return x ^ (x >> _S33)
 
 
-def _string_buffers(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+def string_buffers(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     """(int64 offsets, uint8 data) of a string array (large_string and chunked arrays accepted)."""
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks() if arr.num_chunks != 1 else arr.chunk(0)
@@ -177,12 +180,12 @@ def _string_buffers(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     return offsets, raw
 
 
-def _native_buffers(arr: pa.Array, native: bool | None):
+def native_buffers(arr: pa.Array, native: bool | None):
     """(int32 offsets, data) for the C functions, or None for the numpy code: ``native`` False, or None
     with the C module off (not built, or DIALOGSMITH_NATIVE=0), or an array the C code cannot take."""
     if native is False or _fastjson is None or (native is None and not AVAILABLE):
         return None
-    offsets, raw = _string_buffers(arr)
+    offsets, raw = string_buffers(arr)
     if offsets.dtype != np.int32:
         if len(offsets) and offsets[-1] >= 2**31:
             return None
@@ -235,7 +238,7 @@ def hash64(arr: pa.Array, ascii_lower: bool = False, native: bool | None = None)
 
     ``native``: None = the C module when built and on, True = the C module, False = the numpy code
     (same bits)."""
-    buffers = _native_buffers(arr, native)
+    buffers = native_buffers(arr, native)
     if buffers is not None:
         offsets, raw = buffers
         out = np.empty(len(offsets) - 1, np.uint64)
@@ -244,7 +247,7 @@ def hash64(arr: pa.Array, ascii_lower: bool = False, native: bool | None = None)
         return out
     if native:
         raise RuntimeError("dialogsmith._fastjson is not built (or the array holds over 2 GiB)")
-    offsets, raw = _string_buffers(arr)
+    offsets, raw = string_buffers(arr)
     offsets = offsets.astype(np.int64)
     return _hash_segments(raw, offsets[:-1], np.diff(offsets), ascii_lower)
 
@@ -276,23 +279,27 @@ def _space_bytes(raw: np.ndarray) -> np.ndarray:
     return space
 
 
+def _native_split_hashes(kernel, offsets: np.ndarray, raw: np.ndarray, ascii_lower: bool):
+    """(int64 counts per string, uint64 hashes) of the C kernel ``token_hash64`` or ``trigram_hash64``."""
+    n = len(offsets) - 1
+    counts = np.empty(n, np.int64)
+    size = int(offsets[-1]) - int(offsets[0]) if n else 0
+    # Room for a token every 4 bytes (text averages one per 5-6); a denser text is hashed again.
+    hashes = np.empty(size // 4 + 16, np.uint64)
+    used = kernel(offsets, raw, ascii_lower, counts, hashes) if n else 0
+    if used > len(hashes):
+        hashes = np.empty(used, np.uint64)
+        kernel(offsets, raw, ascii_lower, counts, hashes)
+    return counts, hashes[:used]
+
+
 def token_hash64(arr: pa.Array, ascii_lower: bool = False, native: bool | None = None):
     """The ``str.split()`` tokens of every string of ``arr``: (int64 tokens per string, uint64 hash64 of
     each token, string after string). With ``ascii_lower`` the bytes A-Z hash as a-z (the tokens of
     ``s.lower()`` for an ASCII ``s``). ``native`` as in ``hash64``."""
-    buffers = _native_buffers(arr, native)
+    buffers = native_buffers(arr, native)
     if buffers is not None:
-        offsets, raw = buffers
-        n = len(offsets) - 1
-        counts = np.empty(n, np.int64)
-        size = int(offsets[-1]) - int(offsets[0]) if n else 0
-        # Room for a token every 4 bytes (text averages one per 5-6); a denser text is hashed again.
-        hashes = np.empty(size // 4 + 16, np.uint64)
-        used = _fastjson.token_hash64(offsets, raw, ascii_lower, counts, hashes) if n else 0
-        if used > len(hashes):
-            hashes = np.empty(used, np.uint64)
-            _fastjson.token_hash64(offsets, raw, ascii_lower, counts, hashes)
-        return counts, hashes[:used]
+        return _native_split_hashes(_fastjson.token_hash64, *buffers, ascii_lower)
     if native:
         raise RuntimeError("dialogsmith._fastjson is not built (or the array holds over 2 GiB)")
     counts, seg, starts, ends = token_spans(arr)
@@ -302,7 +309,7 @@ def token_hash64(arr: pa.Array, ascii_lower: bool = False, native: bool | None =
 def token_spans(arr: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """numpy: (tokens per string, the strings' bytes, token start and end offsets in those bytes) of
     ``str.split()`` on every string (the C module's space_len separators)."""
-    offsets, raw = _string_buffers(arr)
+    offsets, raw = string_buffers(arr)
     offsets = offsets.astype(np.int64)
     n = len(offsets) - 1
     if n == 0:
@@ -329,18 +336,9 @@ def trigram_hash64(arr: pa.Array, ascii_lower: bool = False, native: bool | None
     """The consecutive token triples (a, b, c) of every string's ``str.split()`` tokens: (int64 trigrams
     per string, uint64 ``fmix64(fmix64(fmix64(a ^ H_TRI) + b) + c)`` of the tokens' hash64, string after
     string). Tokens hold no whitespace, so a trigram's hash is that of the string "a b c"."""
-    buffers = _native_buffers(arr, native)
+    buffers = native_buffers(arr, native)
     if buffers is not None:
-        offsets, raw = buffers
-        n = len(offsets) - 1
-        counts = np.empty(n, np.int64)
-        size = int(offsets[-1]) - int(offsets[0]) if n else 0
-        hashes = np.empty(size // 4 + 16, np.uint64)
-        used = _fastjson.trigram_hash64(offsets, raw, ascii_lower, counts, hashes) if n else 0
-        if used > len(hashes):
-            hashes = np.empty(used, np.uint64)
-            _fastjson.trigram_hash64(offsets, raw, ascii_lower, counts, hashes)
-        return counts, hashes[:used]
+        return _native_split_hashes(_fastjson.trigram_hash64, *buffers, ascii_lower)
     if native:
         raise RuntimeError("dialogsmith._fastjson is not built (or the array holds over 2 GiB)")
     counts, tokens = token_hash64(arr, ascii_lower, native=False)
@@ -354,3 +352,61 @@ def trigram_hash64(arr: pa.Array, ascii_lower: bool = False, native: bool | None
         valid[pos[pos < len(valid)]] = False
     a, b, c = tokens[:-2][valid], tokens[1:-1][valid], tokens[2:][valid]
     return grams, fmix64(fmix64(fmix64(a ^ H_TRI) + b) + c)
+
+
+# --- crc32 of strings (the extract stage's link_id buckets, = schemas.link_bucket) --------------------
+
+
+def _crc_table() -> np.ndarray:
+    table = []
+    for n in range(256):
+        c = n
+        for _ in range(8):
+            c = (c >> 1) ^ 0xEDB88320 if c & 1 else c >> 1
+        table.append(c)
+    return np.array(table, dtype=np.uint32)
+
+
+_CRC_TABLE = _crc_table()
+
+
+def crc32(arr: pa.Array, native: bool | None = None) -> np.ndarray:
+    """``zlib.crc32`` of every UTF-8 string of ``arr`` (uint32; a null slot as ""). The C loop is ~10x
+    the numpy code, which serves without the C module: table-driven, one byte column at a time.
+    ``native`` as in ``hash64``."""
+    arr = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+    buffers = None
+    if not arr.null_count and hasattr(_fastjson, "crc32"):
+        buffers = native_buffers(arr, native)
+    if buffers is not None:
+        offsets, raw = buffers
+        out = np.empty(len(arr), np.uint32)
+        if len(out):
+            _fastjson.crc32(offsets, raw if len(raw) else np.zeros(1, np.uint8), out)
+        return out
+    return _crc32_numpy(arr)
+
+
+def _crc32_numpy(arr: pa.Array) -> np.ndarray:
+    n = len(arr)
+    if n == 0:
+        return np.zeros(0, dtype=np.uint32)
+    if arr.null_count:
+        arr = pc.fill_null(arr, "")
+    offsets, data = string_buffers(arr)
+    offsets = offsets.astype(np.int64)
+    if not len(data):
+        data = np.zeros(1, np.uint8)
+    starts = offsets[:-1]
+    lengths = offsets[1:] - starts
+    crc = np.full(n, 0xFFFFFFFF, dtype=np.uint32)
+    for j in range(int(lengths.max())):
+        live = lengths > j
+        if live.all():
+            b = data[starts + j]
+            crc = _CRC_TABLE[(crc ^ b) & 0xFF] ^ (crc >> 8)
+        else:
+            idx = np.flatnonzero(live)
+            c = crc[idx]
+            crc[idx] = _CRC_TABLE[(c ^ data[starts[idx] + j]) & 0xFF] ^ (c >> 8)
+    return crc ^ np.uint32(0xFFFFFFFF)

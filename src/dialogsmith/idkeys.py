@@ -21,17 +21,6 @@ _DIGIT[np.frombuffer(b"0123456789", np.uint8)] = np.arange(10)
 _DIGIT[np.frombuffer(b"abcdefghijklmnopqrstuvwxyz", np.uint8)] = np.arange(10, 36)
 
 
-def _buffers(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    arr = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
-    if pa.types.is_string(arr.type):
-        offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32)[arr.offset : arr.offset + len(arr) + 1]
-    else:
-        offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[arr.offset : arr.offset + len(arr) + 1]
-    data = arr.buffers()[2]
-    data = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8)
-    return offsets.astype(np.int64), data
-
-
 def base36_keys(arr: pa.Array | pa.ChunkedArray, prefix: bytes = b"", rows: np.ndarray | None = None):
     """The base-36 value of every string (or of ``rows`` only; the others get -1) after ``prefix``,
     or None when one of those strings is not ``prefix`` + a canonical id. The C module parses ~20 ns
@@ -46,15 +35,9 @@ def base36_keys(arr: pa.Array | pa.ChunkedArray, prefix: bytes = b"", rows: np.n
 
 def _native(arr: pa.Array, prefix: bytes, rows: np.ndarray | None):
     """The C parser's result, or False when it cannot run here."""
-    if not fastjson.AVAILABLE or arr.null_count or not hasattr(fastjson._fastjson, "base36_keys"):
+    keys = _native_keys(arr, prefix)
+    if keys is None:
         return False
-    buffers = fastjson._native_buffers(arr, None)
-    if buffers is None:
-        return False
-    offsets, raw = buffers
-    keys = np.empty(len(arr), np.int64)
-    if len(keys):
-        fastjson._fastjson.base36_keys(offsets, raw if len(raw) else np.zeros(1, np.uint8), prefix, keys)
     if rows is None:
         return keys if not len(keys) or keys.min() >= 0 else None
     out = np.full(len(arr), -1, dtype=np.int64)
@@ -74,7 +57,8 @@ def _numpy_keys(arr: pa.Array, prefix: bytes, rows: np.ndarray | None):
         return out
     if arr.null_count and not pc.all(pc.is_valid(arr.take(pa.array(rows)))).as_py():
         return None
-    offsets, data = _buffers(arr)
+    offsets, data = fastjson.string_buffers(arr)
+    offsets = offsets.astype(np.int64)
     start = offsets[rows] + len(prefix)
     length = offsets[rows + 1] - start
     if (length < 1).any() or (length > MAX_CHARS).any():
@@ -142,7 +126,7 @@ def _native_keys(ids: pa.Array, prefix: bytes) -> np.ndarray | None:
     """base36 per id with -1 for the non-canonical ones (the C parser), or None without it."""
     if not fastjson.AVAILABLE or ids.null_count or not hasattr(fastjson._fastjson, "base36_keys"):
         return None
-    buffers = fastjson._native_buffers(ids, None)
+    buffers = fastjson.native_buffers(ids, None)
     if buffers is None:
         return None
     offsets, raw = buffers
@@ -242,12 +226,3 @@ class References:
             sink.close()
             files[p] = uri
         return files
-
-
-def _write_ipc(uri: str, table: pa.Table) -> None:
-    import pyarrow.ipc as ipc
-
-    fs, path = fsutil.resolve(uri)
-    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
-    with fs.open_output_stream(path) as sink, ipc.new_file(sink, table.schema) as w:
-        w.write_table(table)

@@ -68,7 +68,7 @@ def _norm(path: str) -> str:
     return os.path.realpath(os.path.abspath(path))
 
 
-def _inside(child: str, parent: str) -> bool:
+def inside(child: str, parent: str) -> bool:
     """True when ``child`` is ``parent`` or lies under it (after resolving symlinks)."""
     c, p = _norm(child), _norm(parent)
     if _is_uri(c) != _is_uri(p):
@@ -81,7 +81,7 @@ def _info(uri: str) -> pafs.FileInfo:
     return fs.get_file_info(path)
 
 
-def _entries(uri: str) -> list[str]:
+def entries(uri: str) -> list[str]:
     fs, path = fsutil.resolve(uri)
     return [i.base_name for i in fs.get_file_info(pafs.FileSelector(path, recursive=False))]
 
@@ -138,12 +138,12 @@ def check_target(out: str, stage: str, inputs: Iterable[str] = (), force: bool =
     for inp in inputs:
         if not inp:
             continue
-        if _inside(out, inp):
+        if inside(out, inp):
             raise OutputRefused(
                 f"OUT {out} is {'the input' if _norm(out) == _norm(inp) else 'inside the input'} {inp}: "
                 "a stage never writes into its input; choose another OUT"
             )
-        if _inside(inp, out):
+        if inside(inp, out):
             raise OutputRefused(
                 f"OUT {out} holds the input {inp}: replacing it would delete the input; choose another OUT"
             )
@@ -153,7 +153,7 @@ def check_target(out: str, stage: str, inputs: Iterable[str] = (), force: bool =
     refuse = f"OUT {out} exists and is not a dialogsmith {stage} output; choose another or remove it"
     if info.type != pafs.FileType.Directory:
         raise OutputRefused(f"{refuse} (it is a file)")
-    if not _entries(out):
+    if not entries(out):
         return "empty"
     marker = _read_marker(out)
     if marker is None:
@@ -172,7 +172,7 @@ def check_target(out: str, stage: str, inputs: Iterable[str] = (), force: bool =
             "--force only replaces an output of the same stage)"
         )
     foreign = sorted(set(_files(out)) - set(marker.get("files", {})))
-    foreign += sorted(e for e in _entries(out) if e not in _top_level(marker) and e not in (MARKER, SUCCESS))
+    foreign += sorted(e for e in entries(out) if e not in _top_level(marker) and e not in (MARKER, SUCCESS))
     foreign = sorted(set(foreign))
     if foreign and not force:
         shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")

@@ -13,16 +13,17 @@ runs the first stale or missing one and everything after it. Without ``--tokeniz
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import importlib
 import json
 import shlex
 import sys
 import time
+from dataclasses import dataclass
 
 from dialogsmith import fsutil, outputs
 from dialogsmith.formats.stats import EXIT_STRICT, StageStats, problems
+from dialogsmith.stage import ERRORS, ConfigParser, StageConfig, config_parser, option, spark_for
 
 STAGE = "pipeline"
 RECORD = "_pipeline.json"
@@ -35,30 +36,31 @@ STEPS = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="dialogsmith pipeline",
-        description="Run extract -> instances -> filter -> tokenize in one Spark session into OUT/<step>/; "
+@dataclass
+class PipelineConfig(StageConfig):
+    input: str = option("", "the dumps (directory, glob or comma-separated list)")
+    output: str = option("", "pipeline directory: OUT/extract, OUT/instances, OUT/filter, OUT/tokenize")
+    profile: str = option("default", "instances profile (default|dialogpt)", choices=("default", "dialogpt"))
+    filter_profile: str | None = option(None, "filter profile (default: the instances profile)")
+    tokenizer: str | None = option(
+        None, "tokenizer for the tokenize step (a directory, or gpt2); none: stop after filter"
+    )
+    until: str | None = option(None, "stop after this step", choices=tuple(STEPS))
+    rerun: bool = option(False, "run every step again, fresh or not")
+    quiet: bool = option(False, "no progress lines and no per-step summaries")
+    extract_args: str = option("", "more options for extract (one string, shell-quoted)")
+    instances_args: str = option("", "more options for instances (one string, shell-quoted)")
+    filter_args: str = option("", "more options for filter (one string, shell-quoted)")
+    tokenize_args: str = option("", "more options for tokenize (one string, shell-quoted)")
+
+
+def build_parser() -> ConfigParser:
+    return config_parser(
+        PipelineConfig,
+        "dialogsmith pipeline",
+        "Run extract -> instances -> filter -> tokenize in one Spark session into OUT/<step>/; "
         "a re-run resumes at the first step whose output is missing or stale.",
     )
-    p.add_argument("--input", required=True, help="the dumps (directory, glob or comma-separated list)")
-    p.add_argument("--output", required=True, help="pipeline directory: OUT/extract, OUT/instances, ...")
-    p.add_argument("--profile", default="default", help="instances profile (default|dialogpt)")
-    p.add_argument("--filter-profile", help="filter profile (default: the instances profile)")
-    p.add_argument(
-        "--tokenizer", help="tokenizer for the tokenize step (a directory, or gpt2); none: stop after filter"
-    )
-    p.add_argument("--until", choices=list(STEPS), help="stop after this step")
-    p.add_argument("--rerun", action="store_true", help="run every step again, fresh or not")
-    p.add_argument(
-        "--strict", action="store_true", help="exit with status 3 when an input was broken or quarantined"
-    )
-    p.add_argument("--quiet", action="store_true", help="no per-step summaries")
-    for step in STEPS:
-        p.add_argument(
-            f"--{step}-args", default="", help=f"more options for {step} (one string, shell-quoted)"
-        )
-    return p
 
 
 def _dumps_fingerprint(spec: str) -> dict:
@@ -84,7 +86,7 @@ def _digest(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
 
 
-def step_argv(step: str, args, out: str) -> list[str]:
+def step_argv(step: str, args: PipelineConfig, out: str) -> list[str]:
     """The step's own command line (without its output, the same in every run)."""
     into = fsutil.join(out, step)
     prev = STEPS[step][2]
@@ -94,23 +96,21 @@ def step_argv(step: str, args, out: str) -> list[str]:
         argv += ["--profile", args.profile]
     elif step == "filter":
         argv += ["--profile", args.filter_profile or args.profile]
-        argv += ["--quiet"] if args.quiet else []
     elif step == "tokenize":
         argv += ["--tokenizer", args.tokenizer]
+    argv += ["--quiet"] if args.quiet else []
     return argv + shlex.split(getattr(args, f"{step}_args"))
 
 
-def run(args) -> dict[str, StageStats]:
+def run(args: PipelineConfig, spark=None) -> dict[str, StageStats]:
     """Run (or skip) every step; the stats of each step run."""
-    from dialogsmith.spark import get_spark
-
     out = args.output
     record_uri = fsutil.join(out, RECORD)
-    if fsutil.exists(out) and not fsutil.exists(record_uri) and outputs._entries(out):
+    if fsutil.exists(out) and not fsutil.exists(record_uri) and outputs.entries(out):
         raise outputs.OutputRefused(
             f"OUT {out} exists and is not a dialogsmith pipeline output; choose another or remove it"
         )
-    if outputs._inside(out, args.input) or outputs._inside(args.input, out):
+    if outputs.inside(out, args.input) or outputs.inside(args.input, out):
         raise outputs.OutputRefused(f"OUT {out} and the input {args.input} must not contain each other")
     record = fsutil.read_json(record_uri) if fsutil.exists(record_uri) else {"steps": {}}
     steps = [s for s in STEPS if s != "tokenize" or args.tokenizer]
@@ -119,8 +119,8 @@ def run(args) -> dict[str, StageStats]:
     from pyspark.sql import SparkSession
 
     t0 = time.perf_counter()
-    owned = SparkSession.getActiveSession() is None
-    spark = get_spark("dialogsmith-pipeline")  # the one session: every step's get_spark() returns it
+    owned = spark is None and SparkSession.getActiveSession() is None
+    spark = spark_for(args, "pipeline", spark)  # the one session: every step's get_spark() returns it
     print(f"pipeline: Spark started in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
     upstream = _digest(_dumps_fingerprint(args.input))
     stale = bool(args.rerun)
@@ -144,7 +144,7 @@ def run(args) -> dict[str, StageStats]:
             module = importlib.import_module(module_name)
             t = time.perf_counter()
             print(f"pipeline: {step}: running", file=sys.stderr)
-            ran[step] = module.run(module.build_parser().parse_args(argv))
+            ran[step] = module.run(module.build_parser().parse_args(argv), spark=spark)
             record["steps"][step] = {"fingerprint": fp, "seconds": round(time.perf_counter() - t, 3)}
             fsutil.write_json(record_uri, record)
         upstream = _digest({"fingerprint": fp, "marker": _marker_digest(into)})
@@ -156,8 +156,8 @@ def run(args) -> dict[str, StageStats]:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        ran = run(args)
-    except (FileNotFoundError, ValueError, outputs.OutputRefused, outputs.IncompleteInput) as e:
+        ran = run(args.validate())
+    except ERRORS as e:
         print(f"pipeline: error: {e}", file=sys.stderr)
         return 2
     broken = [(step, line) for step, st in ran.items() for line in problems(st)]

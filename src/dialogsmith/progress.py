@@ -17,9 +17,10 @@ is written, no thread starts and Spark is not touched.
 
 Counting: the block's jobs are found by their job group (the thread's own group if one is already set,
 else a new one, removed again at the end). A job group belongs to a thread: jobs that other threads start
-are not counted (a ``pyspark.InheritableThread`` started inside the block inherits the group). Each stage counts once, however many jobs list it; stages that
-a finished job skipped (shuffle output reused) are left out, so while a job runs its total can still
-shrink, and it grows as jobs are submitted: the ETA covers the jobs known so far. Spark's status tracker
+are not counted (a ``pyspark.InheritableThread`` started inside the block inherits the group). Each
+Spark stage counts once, however many jobs list it; stages that a finished job skipped (shuffle output
+reused) are left out, so while a job runs its total can still shrink, and it grows as jobs are
+submitted: the ETA covers the jobs known so far. Spark's status tracker
 reports tasks, not rows or bytes: pass ``units`` (e.g. ``lambda: acc.value`` of an accumulator that the
 tasks add to) and ``unit`` to show an amount too (it advances as tasks finish).
 """

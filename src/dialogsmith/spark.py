@@ -22,7 +22,7 @@ _DEFAULT_CONF = {
     # Python tasks do the heavy lifting and exchange Arrow batches with the JVM.
     "spark.sql.execution.arrow.pyspark.enabled": "true",
     "spark.sql.shuffle.partitions": "8",
-    "spark.ui.showConsoleProgress": "false",
+    "spark.ui.showConsoleProgress": "false",  # the stages draw their own line: dialogsmith.progress
     "spark.sql.session.timeZone": "UTC",
 }
 

@@ -76,8 +76,8 @@ def option(
 class StageConfig:
     """The fields every Spark stage shares."""
 
-    input: str = option("", "input directory (the previous stage's output)")
-    output: str = option("", "output directory; written as OUT.tmp-* and committed atomically")
+    input: str = option("", "input directory (the previous stage's output)", metavar="DIR")
+    output: str = option("", "output directory; written as OUT.tmp-* and committed atomically", metavar="DIR")
     force: bool = option(
         False, "replace an earlier output of this stage even when it holds files this stage did not write"
     )
@@ -102,11 +102,26 @@ def flag_of(f: dataclasses.Field) -> str:
 
 
 def _value_type(hint) -> type:
-    """``int | None`` -> int; ``str`` -> str."""
+    """``int | None`` -> int; ``str`` -> str; ``tuple[str, ...]`` -> tuple."""
     if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
         args = [a for a in typing.get_args(hint) if a is not type(None)]
-        return args[0] if len(args) == 1 else str
-    return hint
+        return _value_type(args[0]) if len(args) == 1 else str
+    return typing.get_origin(hint) or hint
+
+
+class _AddItems(argparse.Action):
+    """A tuple/list field's flag: ``--disable a,b --disable c`` -> ("a", "b", "c"). The first use
+    replaces the default (or a --config file's value), every further use adds."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        items = tuple(v.strip() for v in values.split(",") if v.strip())
+        seen = f"{_GIVEN}{self.dest}"
+        before = tuple(getattr(namespace, self.dest, None) or ()) if getattr(namespace, seen, False) else ()
+        setattr(namespace, seen, True)
+        setattr(namespace, self.dest, (*before, *items))
+
+
+_GIVEN = "_given_"  # namespace attributes _AddItems uses while parsing (removed after)
 
 
 class ConfigParser(argparse.ArgumentParser):
@@ -135,10 +150,13 @@ class ConfigParser(argparse.ArgumentParser):
         meta = f.metadata
         default = f.default if f.default is not dataclasses.MISSING else None
         text = argparse.SUPPRESS if meta.get("hidden") else (meta.get("help") or "")
-        if text is not argparse.SUPPRESS and default not in (None, "", False) and kind is not bool:
+        if text is not argparse.SUPPRESS and default not in (None, "", False, ()) and kind is not bool:
             text += f" (default: {default})"
         kw: dict = {"dest": f.name, "default": argparse.SUPPRESS, "help": text}
-        if kind is bool:
+        if kind in (tuple, list) and not meta.get("type"):
+            kw["action"] = _AddItems
+            kw["metavar"] = meta.get("metavar") or "A,B"
+        elif kind is bool:
             if default:
                 kw["action"] = argparse.BooleanOptionalAction
             else:
@@ -162,9 +180,8 @@ class ConfigParser(argparse.ArgumentParser):
             if known._config_file:
                 load_config_file(namespace, known._config_file)
         ns, rest = super().parse_known_args(args, namespace)
-        if hasattr(ns, "_config_file"):
-            with contextlib.suppress(AttributeError):
-                delattr(ns, "_config_file")
+        for name in [n for n in vars(ns) if n == "_config_file" or n.startswith(_GIVEN)]:
+            delattr(ns, name)
         return ns, rest
 
 
@@ -176,12 +193,15 @@ def load_config_file(cfg, path: str) -> None:
         loaded = yaml.safe_load(fh) or {}
     if not isinstance(loaded, dict):
         raise StageError(f"{path}: expected a mapping of config fields")
-    known = {f.name for f in fields(cfg)}
+    known = {f.name: f.name for f in fields(cfg)}
+    for f in fields(cfg):  # a renamed flag's old spelling is a key too
+        for alias in f.metadata.get("aliases") or ():
+            known[alias.lstrip("-").replace("-", "_")] = f.name
     for key, value in loaded.items():
         name = str(key).replace("-", "_")
         if name not in known:
             raise StageError(f"{path}: unknown config field {key!r}")
-        setattr(cfg, name, value)
+        setattr(cfg, known[name], value)
 
 
 def config_parser(config_class: type, prog: str, description: str) -> ConfigParser:
@@ -194,13 +214,29 @@ def config_parser(config_class: type, prog: str, description: str) -> ConfigPars
 @contextlib.contextmanager
 def committed(cfg: StageConfig, stage: str, inputs: Iterable[str]) -> Iterator[tuple[str, StageStats]]:
     """OUT.tmp-* for the stage to write into, and the stats it fills; on a clean exit ``stats.json``
-    (checked: the counts add up) is written and the output committed atomically (outputs.py)."""
+    (checked: the counts add up) is written and the output committed atomically (outputs.py). The Spark
+    jobs run inside the block show a progress line (a summary line when stderr is not a terminal)."""
     timer = Timer()
     stats = StageStats(stage=stage)
-    with outputs.stage_output(cfg.output, stage, list(inputs), cfg.force) as tmp:
+    with (
+        outputs.stage_output(cfg.output, stage, list(inputs), cfg.force) as tmp,
+        _progress(stage, cfg.quiet),
+    ):
         yield tmp, stats
         stats.seconds = timer.seconds
         stats.write(fsutil.join(tmp, "stats.json"))
+
+
+def _progress(stage: str, quiet: bool):
+    """The progress line (progress.py) over the Spark jobs of the block, when a session is running."""
+    if "pyspark" not in sys.modules:  # a stage without Spark (sample)
+        return contextlib.nullcontext()
+    from pyspark.sql import SparkSession
+
+    from dialogsmith import progress
+
+    spark = SparkSession.getActiveSession()
+    return progress.watch(spark, stage, quiet=quiet) if spark is not None else contextlib.nullcontext()
 
 
 def spark_for(cfg: StageConfig, app: str, spark=None):
@@ -221,19 +257,21 @@ class Stage:
     config: type
     run: Callable[..., StageStats]
     summary: Callable[[StageStats, StageConfig], str]
-    description: str
+    description: str = ""
     prog: str = ""
+    # the stats whose broken/quarantined input --strict judges (default: what run returned)
+    problems_of: Callable[[StageStats, StageConfig], StageStats] | None = None
 
     def parser(self) -> ConfigParser:
         return config_parser(self.config, self.prog or f"dialogsmith {self.name}", self.description)
 
     def main(self, argv: list[str] | None = None) -> int:
-        cfg = self.parser().parse_args(argv)
         try:
+            cfg = self.parser().parse_args(argv)
             cfg.validate()
             stats = self.run(cfg)
         except ERRORS as e:
             print(f"{self.name}: error: {e}", file=sys.stderr)
             return EXIT_ERROR
         print(self.summary(stats, cfg))
-        return finish(stats, cfg.strict)
+        return finish(self.problems_of(stats, cfg) if self.problems_of else stats, cfg.strict)

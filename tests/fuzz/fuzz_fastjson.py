@@ -10,7 +10,7 @@ it dump lines: synthetic dumps of every era (``dialogsmith.sample.synth``), the 
 ``../shared/fixtures/real`` when present and the hand-written cases of tests/test_fastjson.py, mutated
 byte by byte and field by field, one line at a time and in whole blocks split the way ``BlockParser``
 splits them. Each call is checked with the oracle of tests/test_fastjson.py: every accepted line gives
-exactly ``dumps.parse_line``'s values, and no line that parse_line quarantines is accepted (declining a
+exactly ``extract.parse.parse_line``'s values, and no line that parse_line quarantines is accepted (declining a
 valid line is allowed). ``newlines`` and ``token_counts``, the module's other functions, are checked too.
 
 A finding (a sanitizer report, a signal, a disagreement) is saved as a case in ``--corpus``
@@ -422,7 +422,7 @@ class Inputs:
     def __init__(self, seed: int, seed_lines: dict[str, list[bytes]], hand: list[tuple[str, bytes]]):
         import orjson
 
-        from dialogsmith.extract.dumps import FIELDS, KINDS, REQUIRED
+        from dialogsmith.extract.parse import FIELDS, KINDS, REQUIRED
 
         self.rnd = random.Random(seed)
         self.fields, self.kinds, self.required = FIELDS, KINDS, REQUIRED
@@ -659,7 +659,7 @@ class Inputs:
         return spec
 
     def case(self, overlapping: bool = False) -> Case:
-        from dialogsmith.extract.dumps import _line_bounds
+        from dialogsmith.extract.parse import line_bounds
 
         rnd = self.rnd
         kind = rnd.choice(self.kinds)
@@ -672,7 +672,7 @@ class Inputs:
         lines = [x.replace(b"\n", b" ") if rnd.random() < 0.9 else x for x in lines]
         if r < 0.85:  # a block the way BlockParser cuts it: at every newline (a line holding one is split)
             data = b"\n".join(lines) + rnd.choice([b"\n", b""])
-            starts, ends = _line_bounds(data)
+            starts, ends = line_bounds(data)
             return Case(kind, fields, data, starts, ends)
         if r < 0.97 or not overlapping:  # ranges with junk between them, or adjacent, in any order
             gap, lead = rnd.choice([(b"", b""), (b"\n\xff\x00", b'{"id":"x",'), (b'"}\\', b"\x00")])

@@ -13,7 +13,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from dialogsmith import fastjson
-from dialogsmith.filter.rules import Batch, Rule, _offsets, _relist, strings_with_bytes
+from dialogsmith.filter.batch import Batch
+from dialogsmith.filter.rules import Rule
+from dialogsmith.filter.vector import list_array, list_offsets, strings_with_bytes
 
 MALFORMED = "malformed_instance"  # no turns, a null turn, or turn_weights not aligned with turns
 
@@ -45,10 +47,10 @@ def unescape_turns(turns: pa.ListArray) -> pa.ListArray:
     has = strings_with_bytes(flat, b"&")
     rows = np.flatnonzero(has)
     if not len(rows):
-        return turns if not turns.offset and not turns.null_count else _relist(_offsets(turns), flat)
+        return turns if not turns.offset and not turns.null_count else list_array(list_offsets(turns), flat)
     values = [html.unescape(s) for s in flat.take(pa.array(rows)).to_pylist()]
     flat = pc.replace_with_mask(flat, pa.array(has), pa.array(values, pa.string()))
-    return _relist(_offsets(turns), flat)
+    return list_array(list_offsets(turns), flat)
 
 
 def make_batch(table: pa.Table, unescape_html: bool = False) -> tuple[Batch, pa.ListArray]:
@@ -57,7 +59,7 @@ def make_batch(table: pa.Table, unescape_html: bool = False) -> tuple[Batch, pa.
     turns = _lists(table, "turns")
     if unescape_html:
         turns = unescape_turns(turns)
-    offsets = _offsets(turns)
+    offsets = list_offsets(turns)
     flat = turns.flatten()
     wit = pc.fill_null(table.column("weights_in_text"), False).to_numpy(zero_copy_only=False).astype(bool)
     last = pa.array(offsets[1:] - 1)
@@ -69,7 +71,7 @@ def make_batch(table: pa.Table, unescape_html: bool = False) -> tuple[Batch, pa.
         weights = _lists(table, "turn_weights")
         w_flat = weights.flatten().to_numpy(zero_copy_only=False)
         parents = np.repeat(np.arange(n), np.diff(offsets))
-        at = _offsets(weights)[parents] + np.arange(len(flat)) - offsets[parents]
+        at = list_offsets(weights)[parents] + np.arange(len(flat)) - offsets[parents]
         w = np.where(wit[parents], w_flat[np.minimum(at, len(w_flat) - 1)] if len(w_flat) else 0.0, 0.0)
         uniq = np.unique(w)
         prefixes = pa.DictionaryArray.from_arrays(
@@ -94,21 +96,19 @@ def make_batch(table: pa.Table, unescape_html: bool = False) -> tuple[Batch, pa.
 def judge(batch: Batch, rules: list[Rule], params) -> np.ndarray:
     """Index into ``rules`` of the first rule each row fails, or -1 (kept).
 
-    Every built-in rule's vector form is exact on every row; a rule without one (or one exact only on
-    plain rows) is checked per row, on the rows still alive."""
+    A rule's vector twin judges the whole batch (exact on every row); a rule without one is checked
+    row by row, on the rows still alive."""
     codes = np.full(batch.n, -1, dtype=np.int16)
     alive = np.ones(batch.n, dtype=bool)
     for k, rule in enumerate(rules):
         if not alive.any():
             break
         if rule.vector is not None:
-            fails = np.asarray(rule.vector(batch, params), dtype=bool).copy()
-            slow = np.flatnonzero(alive & ~batch.fast) if not rule.exact_all else ()
+            fails = np.asarray(rule.vector(batch, params), dtype=bool)
         else:
             fails = np.zeros(batch.n, dtype=bool)
-            slow = np.flatnonzero(alive)
-        for i in slow:
-            fails[i] = rule.check(batch.view(int(i)), params) is not None
+            for i in np.flatnonzero(alive):
+                fails[i] = rule.check(batch.view(int(i)), params) is not None
         hit = fails & alive
         codes[hit] = k
         alive &= ~hit
@@ -126,7 +126,7 @@ def pair_keys(turns: pa.ListArray) -> np.ndarray:
     key = fmix64(sum_j fmix64(hash64(turn_j) + j * P + S) + n_turns * P) — the turns in order, no
     separator to confuse. Two different pairs share a key with probability 2**-64 (n**2 / 2**65 for
     any two of n pairs: 6e-4 at the released corpus's 146M instances)."""
-    offsets = _offsets(turns)
+    offsets = list_offsets(turns)
     n = len(offsets) - 1
     flat = turns.flatten()
     h = fastjson.hash64(flat)

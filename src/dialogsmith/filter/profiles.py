@@ -7,67 +7,102 @@
 - ``default``: paper + what a careful builder adds: ``[removed]`` like ``[deleted]``, empty turns after
   normalization, bot accounts and bot boilerplate, self-replies, echoed turns, HTML entities unescaped
   once before the text rules, and exact-duplicate (context, response) pairs (corpus-level, last).
+
+The rules' parameters are defined once, in ``RuleOptions``: they are the filter stage's flags
+(``config.FilterConfig`` inherits them) and the fields of ``FilterParams``, what the rules read.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 
-from dialogsmith.filter.rules import DUPLICATE_PAIR, RULES, Rule
+from dialogsmith import fsutil
+from dialogsmith.filter.rules import (
+    BLAND_RESPONSE,
+    DUPLICATE_PAIR,
+    PROFILES,
+    RULES,
+    SUBREDDIT_NOT_ALLOWED,
+    Rule,
+    profile_order,
+)
+from dialogsmith.stage import StageError, option
 
-DIALOGPT_ORDER = (
-    "blocklisted_word",
-    "tgt_too_short",
-    "long_token",
-    "too_many_tokens",
-    "has_url",
-    "has_brackets",
-    "shouting",
-    "repeated_word",
-)
-PAPER_ORDER = DIALOGPT_ORDER + (
-    "blocklisted_subreddit",
-    "blocklisted_context",
-    "no_common_word",
-    "bland_response",
-)
-DEFAULT_ORDER = (
-    ("removed_comment", "empty_turn", "bot_author", "bot_boilerplate")
-    + PAPER_ORDER
-    + ("self_reply", "echo_response", DUPLICATE_PAIR)
-)
-ORDERS = {"dialogpt": DIALOGPT_ORDER, "paper": PAPER_ORDER, "default": DEFAULT_ORDER}
+ORDERS = {name: profile_order(name) for name in PROFILES}
+DIALOGPT_ORDER, PAPER_ORDER, DEFAULT_ORDER = ORDERS["dialogpt"], ORDERS["paper"], ORDERS["default"]
 
 # The DialoGPT release (2005-12..2017-12, with keys) has 146,846,215 instances; the paper's bland
 # threshold (trigrams seen more than 1000 times) was set on a corpus of that size.
 PAPER_CORPUS_INSTANCES = 146_846_215
 
 
-@dataclass
-class FilterParams:
-    """Every rule's parameters, with the published defaults. Rules read the fields they need."""
+def rule_names(names: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """Rule names from comma-separated text or a list of such texts (``--disable``, a config file)."""
+    items = [names] if isinstance(names, str) else list(names)
+    return tuple(r.strip() for item in items for r in item.split(",") if r.strip())
 
-    bl_words: str | None = None  # blocklist file (flashtext semantics, '#' comments)
-    bl_subreddits: str | None = None  # one subreddit per line, '#' comments
-    max_token_chars: int = 30  # long_token: a tgt token longer than this
-    max_tokens: int = 200  # too_many_tokens: src tokens + tgt tokens
-    bland_fraction: float = 0.9  # bland_response: share of frequent trigrams
-    bland_min_count: int = 1000  # a trigram is frequent when seen MORE than this (at paper scale)
-    bland_scale: bool = True  # scale bland_min_count by corpus size / PAPER_CORPUS_INSTANCES
-    bland_floor: int = 5  # the scaled threshold never goes below this
-    unescape_html: bool = False  # default profile: html.unescape each turn once before the rules
-    disabled: tuple[str, ...] = ()  # rule names switched off
+
+@dataclass
+class RuleOptions:
+    """The rules' parameters with the published defaults: flags of the filter stage, fields of FilterParams."""
+
+    bl_words: str | None = option(
+        None,
+        "word/phrase blocklist file (flashtext semantics, '#' comments); "
+        "default: the one the instances were built with (input stats.json), if any",
+        aliases=("--bl_words",),
+    )
+    bl_subreddits: str | None = option(
+        None,
+        "subreddit blocklist file, one name a line, '#' comments (paper/default)",
+        aliases=("--bl_subreddits",),
+    )
+    allow_subreddits: str | None = option(
+        None,
+        "keep only instances from these subreddits (case-insensitive): comma-separated names, or @FILE "
+        "or the path of an existing file with one name a line ('#' comments, as --bl-subreddits)",
+        flag="--subreddits",
+        metavar="NAMES|@FILE",
+    )
+    max_token_chars: int = option(30, "long_token: a tgt whitespace token longer than this")
+    max_tokens: int = option(200, "too_many_tokens: whitespace tokens of src + tgt (weights and EOS count)")
+    bland_fraction: float = option(0.9, "bland_response: share of the response's trigrams that are frequent")
+    bland_min_count: int = option(
+        1000, "a trigram is frequent when seen more than this at the paper's corpus size"
+    )
+    bland_scale: bool = option(
+        True, "scale --bland-min-count to the corpus size (--no-bland-scale: as given)"
+    )
+    bland_floor: int = option(5, "lowest scaled threshold")
+    unescape_html: bool = option(True, "default profile: html-unescape each turn once before the rules")
+    disabled: tuple[str, ...] = option(
+        (), "rule names to switch off (comma-separated, repeatable)", flag="--disable", metavar="RULES"
+    )
+
+
+@dataclass
+class FilterParams(RuleOptions):
+    """Every rule's parameters. Rules read the fields they need."""
+
     # Filled at run time (not options): loaded lists and the corpus pass's frequent trigrams.
     words: object | None = field(default=None, repr=False)
     subreddits: frozenset[str] | None = field(default=None, repr=False)
+    allowed_subreddits: frozenset[str] | None = field(default=None, repr=False)
     frequent: frozenset[str] | None = field(default=None, repr=False)
-    # The job's corpus pass gives the frequent trigrams as 64-bit hashes (rules.frequent_hashes).
+    # The job's corpus pass gives the frequent trigrams as 64-bit hashes (rules_paper.frequent_hashes).
     frequent_hashes: object | None = field(default=None, repr=False)
     bland_threshold: int | None = None
 
+    _LOADED = ("words", "subreddits", "allowed_subreddits", "frequent", "frequent_hashes")
+
+    @classmethod
+    def of(cls, options: RuleOptions) -> FilterParams:
+        """The parameters of a config (or any RuleOptions)."""
+        return cls(**{f.name: getattr(options, f.name) for f in fields(RuleOptions)})
+
     def options(self) -> dict:
-        loaded = ("words", "subreddits", "frequent", "frequent_hashes")  # run-time values, not options
-        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in loaded}
+        """The options (no run-time values), for stats.json ``extra.config``."""
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in self._LOADED}
         d["disabled"] = list(self.disabled)
         return d
 
@@ -91,21 +126,25 @@ class Profile:
 
     @property
     def bland(self) -> bool:
-        return "bland_response" in self.enabled()
+        return BLAND_RESPONSE in self.enabled()
 
 
 def make_profile(name: str, params: FilterParams | None = None) -> Profile:
+    """The profile ``name`` with ``params`` (unescape_html applies to the default profile only; the
+    allow-list rule comes first when ``allow_subreddits`` is given)."""
     if name not in ORDERS:
         raise ValueError(f"unknown profile {name!r}; choose one of {', '.join(ORDERS)}")
     params = params or FilterParams()
-    if name == "default":
-        params.unescape_html = True
-    unknown = sorted(set(params.disabled) - set(ORDERS[name]))
+    params.unescape_html = params.unescape_html and name == "default"
+    order = ORDERS[name]
+    if params.allow_subreddits:
+        order = (SUBREDDIT_NOT_ALLOWED, *order)
+    unknown = sorted(set(params.disabled) - set(order))
     if unknown:
         raise ValueError(
-            f"--disable: profile {name!r} has no rule(s) {unknown}; its rules: {', '.join(ORDERS[name])}"
+            f"--disable: profile {name!r} has no rule(s) {unknown}; its rules: {', '.join(order)}"
         )
-    return Profile(name, ORDERS[name], params)
+    return Profile(name, order, params)
 
 
 def bland_threshold(params: FilterParams, n_responses: int) -> int:
@@ -116,28 +155,36 @@ def bland_threshold(params: FilterParams, n_responses: int) -> int:
     return max(params.bland_floor, min(params.bland_min_count, scaled))
 
 
-def read_subreddit_list(text: str) -> frozenset[str]:
-    out = set()
-    for line in text.splitlines():
-        line = line.strip()
-        if line and not line.startswith("#"):
-            out.add(line.lower())
-    return frozenset(out)
+def allow_list(spec: str) -> frozenset[str]:
+    """The subreddits of ``--subreddits``: ``@FILE`` or an existing file (one name a line, the subreddit
+    blocklist's format), else comma-separated names; lower-cased."""
+    from dialogsmith.text.blocklist import parse_subreddit_list, read_subreddit_list
+
+    path = spec[1:] if spec.startswith("@") else spec
+    if spec.startswith("@") or fsutil.exists(path):
+        if not fsutil.exists(path):
+            raise StageError(f"--subreddits {spec}: file not found")
+        names = read_subreddit_list(path)
+    else:
+        names = parse_subreddit_list(spec.replace(",", "\n"))
+    if not names:
+        raise StageError(f"--subreddits {spec}: no subreddit names in it")
+    return names
 
 
 _BLOCKLISTS: dict[str, object] = {}
 
 
 def load_lists(params: FilterParams) -> FilterParams:
-    """Load the list files named in params (once per process; tasks call this on executors)."""
-    from dialogsmith import fsutil
+    """Load the lists named in params (once per process; tasks call this on executors)."""
+    from dialogsmith.text.blocklist import Blocklist, read_subreddit_list
 
     if params.bl_words and params.words is None:
         if params.bl_words not in _BLOCKLISTS:
-            from dialogsmith.text.blocklist import Blocklist
-
             _BLOCKLISTS[params.bl_words] = Blocklist.from_file(params.bl_words)
         params.words = _BLOCKLISTS[params.bl_words]
     if params.bl_subreddits and params.subreddits is None:
-        params.subreddits = read_subreddit_list(fsutil.read_bytes(params.bl_subreddits).decode("utf-8"))
+        params.subreddits = read_subreddit_list(params.bl_subreddits)
+    if params.allow_subreddits and params.allowed_subreddits is None:
+        params.allowed_subreddits = allow_list(params.allow_subreddits)
     return params

@@ -87,8 +87,10 @@ def write(uri: str, table: pa.Table, fmt: TableFormat, row_group_size: int | Non
 
 
 def write_empty(uri: str, fmt: TableFormat) -> None:
-    """A file with the schema and no rows, so that a dataset always exists and can be read."""
-    write(uri, fmt.arrow_schema.empty_table(), fmt)
+    """A file with the schema and no rows (and no row group: readers such as Hugging Face ``datasets``
+    fail on a row group of 0 rows), so that a dataset always exists and can be read."""
+    with open_writer(uri, fmt):
+        pass
 
 
 def open_file(uri: str, fmt: TableFormat) -> pq.ParquetFile:

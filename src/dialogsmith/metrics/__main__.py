@@ -1,4 +1,5 @@
-"""python -m dialogsmith.metrics --hyp FILE --refs FILE [FILE ...] [--meteor-jar JAR] [--clean]"""
+"""``dialogsmith metrics`` (also ``python -m dialogsmith.metrics``):
+--hyp FILE --refs FILE [FILE ...] [--meteor-jar JAR] [--clean]"""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from dialogsmith.metrics import MeteorError, compute_metrics, read_lines
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m dialogsmith.metrics",
+        prog="dialogsmith metrics",
         description="The DialoGPT paper's metrics (DSTC-7 evaluation): NIST-1..4 and BLEU-1..4 as mteval-v14c.pl "
         "computes them (multi-reference), METEOR 1.5 (with --meteor-jar), Entropy-1..4, Dist-1/2, average length. "
         "Files hold one whitespace-tokenized text per line; reference files are aligned line by line with the "
@@ -40,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise ValueError(f"{path} has {len(refs)} lines but {args.hyp} has {len(hyps)}")
         result = compute_metrics(hyps, ref_sets, meteor_jar=args.meteor_jar, clean=args.clean)
     except (OSError, ValueError, MeteorError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"metrics: error: {e}", file=sys.stderr)
         return 2
     sys.stdout.write(orjson.dumps(result).decode() + "\n")
     return 0

@@ -6,7 +6,7 @@ Semantics (what the released DialoGPT extractor gets from flashtext):
   character after it must not be word characters ``[A-Za-z0-9_]`` (or be the start/end of the text).
   Any other character, including non-ASCII letters, is a boundary, as in flashtext;
 - in list files, lines starting with ``#`` are comments, trailing whitespace is stripped, empty lines
-  are ignored.
+  are ignored (``parse_list``; subreddit lists use the same rule, ``read_subreddit_list``).
 
 ``find`` returns matches as flashtext's ``extract_keywords`` does: scanning left to right, the longest
 keyword at each start, non-overlapping. ``contains`` stops at the first valid match.
@@ -91,7 +91,8 @@ class Blocklist:
 
 
 def parse_list(text: str) -> list[str]:
-    """Entries of a list file: ``#`` lines are comments, trailing whitespace stripped, empty lines skipped."""
+    """Entries of a list file: a line whose first character is ``#`` is a comment (a ``#`` later in a
+    line is part of the entry), trailing whitespace is stripped, empty lines are skipped."""
     out = []
     for line in text.split("\n"):
         if not line or line[0] == "#":
@@ -102,6 +103,12 @@ def parse_list(text: str) -> list[str]:
     return out
 
 
+def parse_subreddit_list(text: str) -> frozenset[str]:
+    """Subreddit names of a list file's text (``parse_list``'s comments and empty lines), one a line,
+    surrounding whitespace stripped, lower-cased with ``str.lower`` (the rules compare lower-cased names)."""
+    return frozenset(name for name in (e.strip().lower() for e in parse_list(text)) if name)
+
+
 def read_subreddit_list(path: str) -> frozenset[str]:
-    """A subreddit list file: one name a line, lower-cased, ``#`` lines are comments."""
-    return frozenset(s.lower() for s in parse_list(fsutil.read_bytes(path).decode("utf-8")))
+    """A subreddit list file (blocklist or allow-list): see ``parse_subreddit_list``."""
+    return parse_subreddit_list(fsutil.read_bytes(path).decode("utf-8"))

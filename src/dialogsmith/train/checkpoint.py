@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from dialogsmith.train.config import TrainConfig, resume_changes
+
 STEP_DIR = re.compile(r"^step-(\d+)$")
 
 
@@ -178,3 +180,53 @@ def load_train_config(ckpt_dir: str) -> dict | None:
 def load_optimizer(ckpt_dir: str, optimizer, state: dict) -> None:
     tensors = load_file(os.path.join(ckpt_dir, "optimizer.safetensors"))
     optimizer_from_files(optimizer, tensors, state["optimizer"])
+
+
+# ---- resume or start -------------------------------------------------------------------------------
+
+
+def resume_from(cfg: TrainConfig) -> str | None:
+    """The checkpoint to continue from, or None for a fresh run; a fresh run never lands on top of
+    another run's checkpoints."""
+    existing = latest_checkpoint(cfg.output)
+    if cfg.resume == "auto":
+        return existing
+    if cfg.resume == "never":
+        if existing:
+            raise ValueError(
+                f"--output {cfg.output} already holds checkpoints (newest: {existing}): --resume never would "
+                "start a fresh run on top of them, mixing two runs' checkpoints and logs. Choose another "
+                "--output for a fresh run (or --resume auto to continue this one)"
+            )
+        return None
+    resume_dir = cfg.resume
+    if not os.path.isfile(os.path.join(resume_dir, "trainer_state.json")):
+        raise FileNotFoundError(f"--resume {resume_dir}: not a checkpoint dir (no trainer_state.json)")
+    own = os.path.realpath(os.path.join(cfg.output, "checkpoints"))
+    if existing and os.path.realpath(os.path.dirname(os.path.normpath(resume_dir))) != own:
+        raise ValueError(
+            f"--output {cfg.output} already holds checkpoints of another run (newest: {existing}): continuing "
+            f"{resume_dir} there would mix two runs. Choose another --output"
+        )
+    return resume_dir
+
+
+def check_resume(cfg: TrainConfig, resume_dir: str, data_now: dict) -> dict[str, list]:
+    """Refuse to continue a checkpoint with another model, data, batching or optimizer (config.RESUME_FIXED);
+    return the other fields that changed, {field: [checkpoint, now]}."""
+    saved = load_train_config(resume_dir)
+    if saved is None:
+        raise ValueError(
+            f"--resume: {resume_dir} has no train_config.json, so this run's configuration cannot be checked "
+            "against it; start a fresh run with --resume never and another --output"
+        )
+    refused, allowed = resume_changes(saved, load_state(resume_dir).get("data"), cfg, data_now)
+    if refused:
+        raise ValueError(
+            f"cannot resume {resume_dir}: it was trained with another configuration, and these fields cannot "
+            "change on resume (they define the model, the data, its order or the optimizer state):\n  "
+            + "\n  ".join(refused)
+            + "\nrun with the checkpoint's values to continue it, or start a fresh run with --resume never and "
+            "another --output"
+        )
+    return allowed

@@ -1,17 +1,17 @@
 """Typed training configuration: defaults < YAML file (--config) < command-line flags.
 
-The resolved config is saved as JSON next to every checkpoint (train_config.json) so a run can be
-reproduced or resumed from the checkpoint alone.
+The fields of :class:`TrainConfig` are the flags (``stage.option`` / ``stage.ConfigParser``, the same
+config -> flags machinery as every stage). The resolved config is saved as JSON next to every checkpoint
+(train_config.json) so a run can be reproduced or resumed from the checkpoint alone.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 from dataclasses import dataclass, field, fields
 
-import yaml
+from dialogsmith.stage import ConfigParser, option
 
 # Model presets for --model-config (random init). GPT-2 sizes are the DialoGPT ones.
 MODEL_PRESETS: dict[str, dict] = {
@@ -47,82 +47,102 @@ RESUME_FIXED: dict[str, str] = {
 }
 # The data is compared by identity, not by path (moving the shards is fine): these keys of
 # verify.data_identity(), saved in every checkpoint's trainer_state.json. A checkpoint without them
-# (older trainer) falls back to comparing the --data path.
+# (older trainer) falls back to comparing the --input path.
 RESUME_DATA_KEYS = ("manifest_sha256", "tokenizer_sha256", "vocab_size", "eos_id", "max_len", "reverse")
 RESUME_UNLOGGED = ("resume", "stop_after")  # how this process starts and stops, not what the run is
+# Field names of earlier trainers, in the train_config.json of their checkpoints.
+RENAMED_FIELDS = {"data": "input", "out": "output"}
 
 
 @dataclass
 class TrainConfig:
-    data: str = ""  # tokenize-stage output dir (manifest.json + shards)
-    out: str = ""  # run dir: final model, checkpoints/, log.jsonl
-    # model: a hub name / local dir of a pretrained GPT-2 (DialoGPT) checkpoint, or a preset / config.json
-    model: str = ""
-    model_config: str = ""  # tiny|mini|small|medium|large|<config.json>: random init (wins over --model)
-    n_positions: int = 0  # for --model-config: 0 = max(1024 if preset is a GPT-2 size, data max_len)
-    dropout: float | None = None  # override resid/embd/attn dropout (None: the model's own)
-    # data / batching
-    batching: str = "pack"  # pack | bucket | none (chosen by benchmarks/bench_train.py, see docs/train.md)
-    batch_size: int = 8  # rows per micro-batch per rank (pack: a row holds several instances)
-    grad_accum: int = 1  # micro-batches per rank per optimizer step
-    bucket_factor: int = 100  # DialoGPT: sort buckets of 100 x batch size by length
-    pad_multiple: int = 8
-    verify: bool = True  # sha256 of every shard vs manifest.json before the first step (sizes: always)
-    epochs: float = 1.0
-    max_steps: int = 0  # 0: run `epochs`
-    # optimization
-    lr: float = 5e-4
-    schedule: str = "linear"  # linear | noam | constant
-    warmup_steps: int = 100
-    weight_decay: float = 0.01
-    adam_beta1: float = 0.9
-    adam_beta2: float = 0.999
-    adam_eps: float = 1e-6
-    max_grad_norm: float = 1.0  # one global norm; 0 disables
-    precision: str = "auto"  # auto (bf16 on cuda if supported, else fp32) | fp32 | bf16 | fp16
-    seed: int = 42
-    # evaluation / logging / checkpoints
-    eval_every: int = 0  # steps; 0: only at the end
-    eval_max_batches: int = 0  # 0: the whole valid split
-    log_every: int = 1
-    save_every: int = 0  # steps; 0: only at the end (and on SIGTERM/SIGINT)
-    keep_last: int = 3
-    resume: str = "auto"  # auto (latest checkpoint in out/, if any) | never | <checkpoint dir>
-    stop_after: int = (
-        0  # stop (with a checkpoint) after this many steps in this process; for tests/preemption
+    input: str = option("", "tokenize-stage output dir (manifest.json + shards)", aliases=("--data",))
+    output: str = option(
+        "", "run dir: final model (save_pretrained + tokenizer), checkpoints/, log.jsonl", aliases=("--out",)
     )
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    num_threads: int = 0  # torch intra-op threads on CPU (0: torch default)
-    progress: bool = True
-    extra: dict = field(default_factory=dict)
+    # model: a hub name / local dir of a pretrained GPT-2 (DialoGPT) checkpoint, or a preset / config.json
+    model: str = option("", "pretrained GPT-2/DialoGPT hub name or local dir")
+    model_config: str = option(
+        "", "random init from a preset (tiny|mini|small|medium|large) or a config.json (wins over --model)"
+    )
+    n_positions: int = option(
+        0, "for --model-config: 0 = max(1024 if the preset is a GPT-2 size, data max_len)"
+    )
+    dropout: float | None = option(None, "override resid/embd/attn dropout (default: the model's own)")
+    # data / batching
+    batching: str = option(
+        "pack",
+        "pack: several instances per row, block-diagonal mask (least padding); bucket: DialoGPT length "
+        "buckets; none: shuffled, padded per batch",
+        choices=("pack", "bucket", "none"),
+    )
+    batch_size: int = option(8, "rows per micro-batch per rank (pack: a row holds several instances)")
+    grad_accum: int = option(1, "micro-batches per rank per optimizer step")
+    bucket_factor: int = option(100, "DialoGPT: sort buckets of this many x batch size by length")
+    pad_multiple: int = option(8, "pad rows to a multiple of this many tokens")
+    verify: bool = option(
+        True,
+        "check every shard's sha256 against manifest.json before the first optimizer step, overlapped with "
+        "start-up; sizes and headers are always checked (--no-verify skips only the sha256)",
+    )
+    epochs: float = option(1.0, "epochs to run when --max-steps is 0")
+    max_steps: int = option(0, "total optimizer steps (0: derive from --epochs)")
+    # optimization
+    lr: float = option(5e-4, "peak learning rate")
+    schedule: str = option(
+        "linear",
+        "linear warmup/decay | noam (DialoGPT: lr*1e4*d^-0.5*min(s^-0.5, s*w^-1.5)) | constant",
+        choices=("linear", "noam", "constant"),
+    )
+    warmup_steps: int = option(100, "learning-rate warmup steps")
+    weight_decay: float = option(0.01, "AdamW decoupled weight decay (none on biases and LayerNorm)")
+    adam_beta1: float = option(0.9, "AdamW beta1")
+    adam_beta2: float = option(0.999, "AdamW beta2")
+    adam_eps: float = option(1e-6, "AdamW eps")
+    max_grad_norm: float = option(1.0, "one global gradient-norm clip; 0 disables")
+    precision: str = option(
+        "auto",
+        "auto: bf16 autocast on CUDA when supported, fp32 on CPU",
+        choices=("auto", "fp32", "bf16", "fp16"),
+    )
+    seed: int = option(42, "seed of the data order, initialization and dropout")
+    # evaluation / logging / checkpoints
+    eval_every: int = option(0, "validation every N steps; 0: only at the end")
+    eval_max_batches: int = option(0, "validation micro-batches; 0: the whole valid split")
+    log_every: int = option(1, "log.jsonl line every N steps")
+    save_every: int = option(0, "checkpoint every N steps; 0: only at the end (and on SIGTERM/SIGINT)")
+    keep_last: int = option(3, "checkpoints kept")
+    resume: str = option(
+        "auto",
+        "auto: latest checkpoint in --output if any | never (a fresh run: --output must hold no "
+        "checkpoints) | a checkpoint dir. Resuming refuses changes of model, data, batching or optimizer "
+        "fields (config.RESUME_FIXED)",
+    )
+    stop_after: int = option(0, "stop with a checkpoint after N steps in this process (simulates preemption)")
+    device: str = option("auto", "auto | cpu | cuda | cuda:N")
+    num_threads: int = option(0, "torch intra-op threads on CPU (0: torch default)")
+    progress: bool = option(True, "progress bar and final summary on stderr")
+    extra: dict = field(default_factory=dict, metadata={"cli": False})  # free-form notes from --config
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown training config keys: {unknown}")
-        return cls(**d)
 
     def validate(self) -> TrainConfig:
         def bad(msg: str):
             raise ValueError(f"bad training config: {msg}")
 
-        if not self.data:
-            bad("--data (tokenize output dir) is required")
-        if not self.out:
-            bad("--out is required")
+        if not self.input:
+            bad("--input (tokenize output dir) is required")
+        if not self.output:
+            bad("--output is required")
         if not self.model and not self.model_config:
             bad("give --model (pretrained name or dir) or --model-config (tiny|mini|small|medium|large|file)")
-        if self.batching not in ("pack", "bucket", "none"):
-            bad(f"--batching must be pack|bucket|none, got {self.batching!r}")
-        if self.schedule not in ("linear", "noam", "constant"):
-            bad(f"--schedule must be linear|noam|constant, got {self.schedule!r}")
-        if self.precision not in ("auto", "fp32", "bf16", "fp16"):
-            bad(f"--precision must be auto|fp32|bf16|fp16, got {self.precision!r}")
+        for f in fields(self):
+            allowed = f.metadata.get("choices")
+            if allowed and getattr(self, f.name) not in allowed:
+                bad(
+                    f"--{f.name.replace('_', '-')} must be {'|'.join(allowed)}, got {getattr(self, f.name)!r}"
+                )
         for name in ("batch_size", "grad_accum", "bucket_factor", "pad_multiple"):
             if getattr(self, name) < 1:
                 bad(f"--{name.replace('_', '-')} must be >= 1")
@@ -139,12 +159,13 @@ def resume_changes(
     """(refused: ``field: checkpoint=... now=...`` lines, allowed: {field: [checkpoint, now]}) between a
     checkpoint's train_config.json (+ its data identity) and this run's config (+ its data identity).
     Fields the checkpoint does not know (saved by an older trainer) are skipped."""
+    saved = {RENAMED_FIELDS.get(k, k): v for k, v in saved.items()}
     now = cfg.to_dict()
     refused, allowed = [], {}
     for name, value in now.items():
         if name not in saved or saved[name] == value or name in RESUME_UNLOGGED:
             continue
-        if name in RESUME_FIXED or (name == "data" and not saved_data):
+        if name in RESUME_FIXED or (name == "input" and not saved_data):
             refused.append(f"{name}: checkpoint={saved[name]!r} now={value!r}")
         else:
             allowed[name] = [saved[name], value]
@@ -154,66 +175,18 @@ def resume_changes(
     return refused, allowed
 
 
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="train/train.py",
+def build_parser(prog: str = "dialogsmith train") -> ConfigParser:
+    """``build_parser().parse_args(argv)`` returns the (unvalidated) TrainConfig."""
+    return ConfigParser(
+        TrainConfig,
+        prog=prog,
         description="Fine-tune GPT-2 (DialoGPT recipe) on token shards from the tokenize stage. "
         "Runs on one CPU/GPU or under `torchrun --nproc-per-node N`. Flags override --config YAML.",
     )
-    p.add_argument("--config", help="YAML (or JSON) file with TrainConfig fields; flags override it")
-    defaults = TrainConfig()
-    helps = {
-        "data": "tokenize-stage output dir (manifest.json + shards)",
-        "out": "run dir: final model (save_pretrained + tokenizer), checkpoints/, log.jsonl",
-        "model": "pretrained GPT-2/DialoGPT hub name or local dir",
-        "model_config": "random init from a preset (tiny|mini|small|medium|large) or a config.json",
-        "batching": "pack: several instances per row, block-diagonal mask (default, least padding); "
-        "bucket: DialoGPT length buckets; none: shuffled, padded per batch",
-        "batch_size": "rows per micro-batch per rank",
-        "grad_accum": "micro-batches per rank per optimizer step",
-        "schedule": "linear warmup/decay | noam (DialoGPT: lr*1e4*d^-0.5*min(s^-0.5, s*w^-1.5)) | constant",
-        "precision": "auto: bf16 autocast on CUDA when supported, fp32 on CPU",
-        "resume": "auto: latest checkpoint in --out if any | never (a fresh run: --out must hold no "
-        "checkpoints) | a checkpoint dir. Resuming refuses changes of model, data, batching or optimizer "
-        "fields (config.RESUME_FIXED)",
-        "stop_after": "stop with a checkpoint after N steps in this process (simulates preemption)",
-        "max_steps": "total optimizer steps (0: derive from --epochs)",
-        "verify": "check every shard's sha256 against manifest.json before the first optimizer step, "
-        "overlapped with start-up; sizes and headers are always checked (--no-verify skips only the sha256)",
-    }
-    for f in fields(TrainConfig):
-        if f.name == "extra":
-            continue
-        default = getattr(defaults, f.name)
-        h = helps.get(f.name, "") + f" (default: {default})"
-        if isinstance(default, bool):
-            p.add_argument(
-                _flag(f.name), dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=h
-            )
-        elif f.name == "dropout":
-            p.add_argument(_flag(f.name), dest=f.name, type=float, default=None, help=h)
-        else:
-            p.add_argument(_flag(f.name), dest=f.name, type=type(default), default=None, help=h)
-    return p
 
 
 def parse_config(argv: list[str] | None = None) -> TrainConfig:
-    args = build_parser().parse_args(argv)
-    values: dict = {}
-    if args.config:
-        with open(args.config) as fh:
-            loaded = yaml.safe_load(fh) or {}
-        if not isinstance(loaded, dict):
-            raise ValueError(f"{args.config}: expected a mapping of TrainConfig fields")
-        values.update({k.replace("-", "_"): v for k, v in loaded.items()})
-    for k, v in vars(args).items():
-        if k != "config" and v is not None:
-            values[k] = v
-    return TrainConfig.from_dict(values).validate()
+    return build_parser().parse_args(argv).validate()
 
 
 def save_config(cfg: TrainConfig, path: str) -> None:

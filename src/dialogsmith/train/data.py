@@ -20,7 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-IGNORE = -100
+from dialogsmith.formats.shards import IGNORE
+
 MicroPlan = list[np.ndarray]  # rows of instance ids
 
 
@@ -109,7 +110,7 @@ def group_steps(batches: list[MicroPlan], per_step: int) -> list[list[MicroPlan]
 
 
 @dataclass
-class Batch:
+class TrainBatch:
     input_ids: torch.Tensor  # [B, T] int64, padding = eos
     labels: torch.Tensor  # [B, T] int64 next-token targets, IGNORE elsewhere
     position_ids: torch.Tensor  # [B, T] restart at 0 for every instance
@@ -119,9 +120,9 @@ class Batch:
     n_targets: int
     packed: bool  # some row holds more than one instance
 
-    def to(self, device: torch.device) -> Batch:
+    def to(self, device: torch.device) -> TrainBatch:
         nb = device.type == "cuda"
-        return Batch(
+        return TrainBatch(
             self.input_ids.to(device, non_blocking=nb),
             self.labels.to(device, non_blocking=nb),
             self.position_ids.to(device, non_blocking=nb),
@@ -133,7 +134,7 @@ class Batch:
         )
 
 
-def collate(ds, rows: MicroPlan, pad_id: int, pad_multiple: int = 8) -> Batch:
+def collate(ds, rows: MicroPlan, pad_id: int, pad_multiple: int = 8) -> TrainBatch:
     """Fetch the rows' instances from the shard dataset and lay them out as one padded batch."""
     row_parts = [[ds.example(int(i)) for i in row] for row in rows]
     row_lens = [sum(len(x) for x, _ in parts) for parts in row_parts]
@@ -156,7 +157,7 @@ def collate(ds, rows: MicroPlan, pad_id: int, pad_multiple: int = 8) -> Batch:
             segments[r, pos : pos + n] = k
             pos += n
     n_tokens = int(sum(row_lens))
-    return Batch(
+    return TrainBatch(
         torch.from_numpy(input_ids),
         torch.from_numpy(labels),
         torch.from_numpy(position_ids),
@@ -168,7 +169,7 @@ def collate(ds, rows: MicroPlan, pad_id: int, pad_multiple: int = 8) -> Batch:
     )
 
 
-def attention_mask_for(batch: Batch, as_bool: bool, dtype: torch.dtype) -> torch.Tensor:
+def attention_mask_for(batch: TrainBatch, as_bool: bool, dtype: torch.dtype) -> torch.Tensor:
     """[B, 1, T, T] block-diagonal causal mask from segment ids (padding attends only to itself, so
     no softmax row is empty). Bool (True = attend) for SDPA/flash, additive float for eager."""
     seg = batch.segments

@@ -1,7 +1,7 @@
-"""Model construction and the loss module (the thing DDP wraps).
+"""Tokenizers (transformers side), model construction and the loss module (the thing DDP wraps).
 
-Loss per ../shared/specs/dialogpt-training.md: token-mean cross entropy over the trainable positions of
-the *whole optimizer step* (all micro-batches, all ranks). Labels are already next-token targets aligned to
+Loss (the DialoGPT training spec): token-mean cross entropy over the trainable positions of the *whole
+optimizer step* (all micro-batches, all ranks). Labels are already next-token targets aligned to
 input positions, so CE(logits[t], labels[t]) with no further shift. The LM head runs only on target
 positions: same loss, and on CPU it skips ~half of the vocab projection (the largest matmul of a small
 GPT-2 at vocab 50,257).
@@ -9,6 +9,7 @@ GPT-2 at vocab 50,257).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 
@@ -16,11 +17,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dialogsmith.formats.shards import IGNORE
+from dialogsmith.tokenize.bpe import EOS_TOKEN
 from dialogsmith.train.config import MODEL_PRESETS, TrainConfig
-from dialogsmith.train.data import IGNORE, Batch, attention_mask_for
+from dialogsmith.train.data import TrainBatch, attention_mask_for
 
 
-def load_gpt2_tokenizer(tokenizer_dir: str, eos: str = "<|endoftext|>"):
+def _gpt2_tokenizer_from_files(tokenizer_dir: str):
     """A GPT2TokenizerFast from a byte-level BPE vocab.json + merges.txt (works with transformers 4 and 5,
     whose file-argument names differ)."""
     from tokenizers import ByteLevelBPETokenizer
@@ -29,7 +32,34 @@ def load_gpt2_tokenizer(tokenizer_dir: str, eos: str = "<|endoftext|>"):
     bpe = ByteLevelBPETokenizer(
         os.path.join(tokenizer_dir, "vocab.json"), os.path.join(tokenizer_dir, "merges.txt")
     )
+    eos = EOS_TOKEN
     return GPT2TokenizerFast(tokenizer_object=bpe._tokenizer, eos_token=eos, bos_token=eos, unk_token=eos)
+
+
+def load_hf_tokenizer(source: str | None, fallback: str | None = None):
+    """A ``transformers`` tokenizer (what ``save_pretrained`` writes next to the model) from ``source``,
+    else from ``fallback``; None when neither gives one. Each is a directory or a hub name.
+
+    A directory with ``tokenizer_config.json`` (the tokenize stage's ``OUT/tokenizer/``, a model dir,
+    ``tokenize.bpe.train_small_bpe``'s output) loads with AutoTokenizer; one with only ``vocab.json`` +
+    ``merges.txt`` (GPT-2's files) becomes a GPT2TokenizerFast with ``<|endoftext|>`` as EOS
+    (AutoTokenizer would load a bare ``tokenizer.json`` without an EOS token). The tokenize stage's own
+    tokenizer (``tokenizers`` library, no transformers) is ``dialogsmith.tokenize.bpe.load_bpe``."""
+    from transformers import AutoTokenizer
+
+    for ref in (source, fallback):
+        if not ref:
+            continue
+        if os.path.isdir(ref):
+            has = set(os.listdir(ref))
+            if "tokenizer_config.json" in has:
+                return AutoTokenizer.from_pretrained(ref)
+            if {"vocab.json", "merges.txt"} <= has:
+                return _gpt2_tokenizer_from_files(ref)
+        else:
+            with contextlib.suppress(OSError, ValueError):  # not a hub name, or offline
+                return AutoTokenizer.from_pretrained(ref)
+    return None
 
 
 def build_model(cfg: TrainConfig, vocab_size: int, eos_id: int, max_len: int):
@@ -93,7 +123,7 @@ class LossModel(nn.Module):
         super().__init__()
         self.lm = lm
 
-    def forward(self, batch: Batch) -> torch.Tensor:
+    def forward(self, batch: TrainBatch) -> torch.Tensor:
         lm = self.lm
         if batch.packed:
             impl = getattr(lm.config, "_attn_implementation", "eager") or "eager"

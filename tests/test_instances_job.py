@@ -1,8 +1,7 @@
-"""The conversation-building Spark job on small ingested-like fixtures (real Parquet, real Spark)."""
+"""The instances stage (``dialogsmith instances``) on small extract-like fixtures (real Parquet, real Spark)."""
 
 from __future__ import annotations
 
-import argparse
 import os
 
 import pyarrow as pa
@@ -10,18 +9,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from dialogsmith import fsutil, outputs
-from dialogsmith.formats.schemas import (
-    COMMENTS,
-    COMMENTS_VERSION,
-    INSTANCES_VERSION,
-    SUBMISSIONS,
-    SUBMISSIONS_VERSION,
-    check_schema_metadata,
-    link_bucket,
-    with_metadata,
-)
+from dialogsmith.formats import parquet
+from dialogsmith.formats.schemas import COMMENTS_TABLE, INSTANCES_TABLE, SUBMISSIONS_TABLE, link_bucket
 from dialogsmith.formats.stats import StageStats
-from dialogsmith.instances import job as conversations
+from dialogsmith.instances import job as instances
+from dialogsmith.stage import StageError
 
 N_BUCKETS = 3
 
@@ -44,18 +36,16 @@ def submission(sid, title, month="2011-01", num_comments=5, sub="AskReddit"):
 
 
 def write_ingest(root, comments, submissions, n_buckets=N_BUCKETS):
-    for kind, rows, schema, version in (
-        ("comments", comments, COMMENTS, COMMENTS_VERSION),
-        ("submissions", submissions, SUBMISSIONS, SUBMISSIONS_VERSION),
+    for kind, rows, fmt in (
+        ("comments", comments, COMMENTS_TABLE),
+        ("submissions", submissions, SUBMISSIONS_TABLE),
     ):
         by_bucket: dict[int, list] = {}
         for r in rows:
             by_bucket.setdefault(link_bucket(r["link_id"], n_buckets), []).append(r)
         for b, rs in by_bucket.items():
-            d = os.path.join(root, kind, f"bucket={b}")
-            os.makedirs(d, exist_ok=True)
-            table = pa.Table.from_pylist(rs, schema=with_metadata(schema, kind, version))
-            pq.write_table(table, os.path.join(d, "part-00000.parquet"))
+            uri = os.path.join(root, kind, f"bucket={b}", "part-00000.parquet")
+            parquet.write(uri, pa.Table.from_pylist(rs, schema=fmt.schema), fmt)
     fsutil.write_json(
         os.path.join(root, "stats.json"), {"stage": "extract", "extra": {"n_buckets": n_buckets}}
     )
@@ -93,23 +83,22 @@ def ingest_dir(tmp_path_factory):
 
 
 def args_for(input_dir, output, **kw):
-    parser = conversations.build_parser()
     argv = ["--input", input_dir, "--output", str(output)]
     for k, v in kw.items():
-        argv += [f"--{k}", str(v)]
-    return parser.parse_args(argv)
+        argv += [f"--{k.replace('_', '-')}", str(v)]
+    return instances.build_parser().parse_args(argv)
 
 
 def read_instances(out):
-    files = fsutil.list_files(os.path.join(out, "instances"), ".parquet")
-    for f in files:
-        check_schema_metadata(pq.ParquetFile(f).schema_arrow, "instances", INSTANCES_VERSION, f)
-    return {r["target_id"]: r for r in pq.read_table(os.path.join(out, "instances")).to_pylist()}
+    rows = []
+    for f in fsutil.list_files(os.path.join(out, "instances"), ".parquet"):
+        rows += parquet.read(f, INSTANCES_TABLE).to_pylist()  # the table's name and version checked
+    return {r["target_id"]: r for r in rows}
 
 
 def test_default_profile_whole_corpus_threads(spark, ingest_dir, tmp_path):
     out = tmp_path / "out"
-    stats = conversations.run(args_for(ingest_dir, out, use_title=1))
+    stats = instances.run(args_for(ingest_dir, out, use_title=1))
     assert (out / "_SUCCESS").exists()
     assert StageStats.read(str(out / "stats.json")).to_dict() == stats.to_dict()
     got = read_instances(out)
@@ -142,7 +131,7 @@ def test_default_profile_whole_corpus_threads(spark, ingest_dir, tmp_path):
 def test_dialogpt_profile_month_isolation_and_weights(spark, ingest_dir, tmp_path, shared_dir):
     lists = shared_dir / "golden" / "dialogpt-extractor" / "lists"
     out = tmp_path / "out"
-    stats = conversations.run(
+    stats = instances.run(
         args_for(
             ingest_dir, out, profile="dialogpt", min_score=0, use_title=1, leaves_only=1,
             bl_words=lists / "words.blocklist.txt", bl_subreddits=lists / "subreddits.blocklist.txt",
@@ -165,7 +154,7 @@ def test_dialogpt_profile_month_isolation_and_weights(spark, ingest_dir, tmp_pat
     stats.check()
     assert stats.rows_in == 13
     # a stricter score rule and a bigger min_depth, through the CLI entry point
-    rc = conversations.main(
+    rc = instances.main(
         ["--input", ingest_dir, "--output", str(tmp_path / "o2"), "--profile", "dialogpt", "--min_depth", "3"]
     )
     assert rc == 0
@@ -174,12 +163,63 @@ def test_dialogpt_profile_month_isolation_and_weights(spark, ingest_dir, tmp_pat
 
 
 def test_bad_input_gives_clear_errors(tmp_path, capsys):
-    assert conversations.main(["--input", str(tmp_path / "nope"), "--output", str(tmp_path / "o")]) == 2
+    assert instances.main(["--input", str(tmp_path / "nope"), "--output", str(tmp_path / "o")]) == 2
     assert "not found" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        conversations.build_parser().parse_args(["--input", "a", "--output", "b", "--use_title", "yes"])
-    with pytest.raises(ValueError, match="only applies"):
-        conversations.config_from_args(argparse.Namespace(profile="default", keys=str(tmp_path)))
+        instances.build_parser().parse_args(["--input", "a", "--output", "b", "--use_title", "yes"])
+    cfg = instances.build_parser().parse_args(["--input", "a", "--output", "b", "--keys", str(tmp_path)])
+    with pytest.raises(StageError, match="only applies"):
+        cfg.validate()
+    assert instances.main(["--input", "a", "--output", "b", "--keys", str(tmp_path)]) == 2
+    assert "instances: error: --keys (DialoGPT key files) only applies" in capsys.readouterr().err
+    with pytest.raises(StageError, match="min-depth must be >= 1"):
+        instances.build_parser().parse_args(["--input", "a", "--output", "b", "--min-depth", "0"]).build()
+
+
+def test_released_flag_spellings_and_profile_defaults(tmp_path):
+    def parse(*flags):
+        return instances.build_parser().parse_args(["--input", "a", "--output", "b", *flags])
+
+    released = [
+        "--min_score",
+        "2",
+        "--min_depth",
+        "3",
+        "--max_depth",
+        "4",
+        "--use_title",
+        "1",
+        "--leaves_only",
+        "0",
+        "--max_len",
+        "0",
+        "--rows_per_task",
+        "7",
+        "--bl_words",
+        "w",
+        "--bl_subreddits",
+        "s",
+    ]
+    hyphenated = ["--min-score", "2", "--min-depth", "3", "--max-depth", "4", "--use-title", "1",
+                  "--leaves-only", "0", "--max-words", "0", "--rows-per-task", "7", "--bl-words", "w",
+                  "--bl-subreddits", "s"]  # fmt: skip
+    assert parse(*released) == parse(*hyphenated)
+    built = parse("--max-words", "0", "--months", "2011-01, 2011-02", "--use-title", "true").build()
+    assert built.max_len is None and built.months == ["2011-01", "2011-02"] and built.use_title is True
+    dialogpt = parse("--profile", "dialogpt").build()
+    assert (dialogpt.min_score, dialogpt.leaves_only, dialogpt.max_len, dialogpt.weights_in_text) == (
+        1,
+        True,
+        30,
+        True,
+    )
+    assert parse("--profile", "dialogpt", "--clean", "0").build().weights_in_text is False
+    assert parse().build().min_score is None and not parse().build().leaves_only
+    # a --config file sets fields (a YAML list of months too); flags override it
+    config = tmp_path / "instances.yaml"
+    config.write_text("profile: dialogpt\nmonths: [2011-01]\nmax_words: 12\nmin_depth: 2\n")
+    built = parse("--config", str(config), "--min-depth", "3").build()
+    assert (built.profile, built.months, built.max_len, built.min_depth) == ("dialogpt", ["2011-01"], 12, 3)
 
 
 def test_giant_thread_is_sharded_and_bounded(spark, tmp_path):
@@ -191,7 +231,7 @@ def test_giant_thread_is_sharded_and_bounded(spark, tmp_path):
     ]
     ingest = write_ingest(tmp_path / "ingest", rows, [submission("big", "Big")])
     out = tmp_path / "out"
-    stats = conversations.run(args_for(ingest, out, rows_per_task=40_000))
+    stats = instances.run(args_for(ingest, out, rows_per_task=40_000))
     assert stats.extra["tasks"] == 3  # one bucket, three shards
     assert stats.rows_out == n - 1 and stats.dropped == {"too_shallow": 1}
     table = pq.read_table(out / "instances", columns=["target_id", "turn_ids"])

@@ -19,7 +19,8 @@ from dialogsmith.extract import dumps
 from dialogsmith.extract import job as ingest
 from dialogsmith.filter import job as filter_job
 from dialogsmith.formats.stats import StageStats
-from dialogsmith.instances import job as conversations
+from dialogsmith.instances import job as instances
+from dialogsmith.instances.config import BuildConfig
 from dialogsmith.recipes import dialogpt_tsv
 from dialogsmith.text.dialogpt import gpt_normalize, minimal_normalize
 
@@ -45,7 +46,7 @@ def links_in_buckets(n: int) -> list[str]:
     return [found[b] for b in range(n)]
 
 
-def reference_month(rs: list[dict], rc: list[dict], cfg: conversations.BuildConfig) -> dict[str, tuple]:
+def reference_month(rs: list[dict], rc: list[dict], cfg: BuildConfig) -> dict[str, tuple]:
     """The released extractor's pass 1 + pass 2 (no clean checks), month-wide dicts:
     {target t1 id: (turn texts, weights)}. Rows are read as the project reads them (one per id)."""
     subs = {}
@@ -155,11 +156,10 @@ def test_hand_made_chains_across_buckets(spark, tmp_path, use_title):
     rs, rc = hand_month()
     dumps_dir = write_month(tmp_path / "dumps", rs, rc)
     flags = ["--min_score", "1", "--min_depth", "2", "--max_depth", "4", "--use_title", str(use_title)]
-    cfg = conversations.config_from_args(
-        conversations.build_parser().parse_args(
-            ["--input", "-", "--output", "-", "--profile", "dialogpt", *flags]
-        )
+    cfg = instances.build_parser().parse_args(
+        ["--input", "-", "--output", "-", "--profile", "dialogpt", *flags]
     )
+    cfg = cfg.build()
     want = reference_month(rs, rc, cfg)
     assert "t1_a2" in want and "t1_a3" in want and "t1_b5" in want  # crossing walks exist
     assert "t1_d1" not in want  # a comment of another thread replies to it
@@ -168,7 +168,7 @@ def test_hand_made_chains_across_buckets(spark, tmp_path, use_title):
         ingest.main(["--input", str(dumps_dir), "--output", str(extract), "--buckets", str(N_BUCKETS)]) == 0
     )
     argv = ["--input", str(extract), "--output", str(inst), "--profile", "dialogpt", *flags]
-    assert conversations.main(argv) == 0
+    assert instances.main(argv) == 0
     got = instances_of(inst)
     assert got == want
     stats = StageStats.read(str(inst / "stats.json"))
@@ -205,13 +205,15 @@ def test_generated_months_with_cross_thread_parents(spark, tmp_path):
     cross = {c["id"] for c in rows["RC"]} & {
         c["parent_id"][3:] for c in rows["RC"] if c["parent_id"] and c["parent_id"].startswith("t1_")
     }
-    cfg = conversations.config_from_args(
-        conversations.build_parser().parse_args(["--input", "-", "--output", "-", "--profile", "dialogpt"])
+    cfg = (
+        instances.build_parser()
+        .parse_args(["--input", "-", "--output", "-", "--profile", "dialogpt"])
+        .build()
     )
     want = reference_month(rows["RS"], [c for c in rows["RC"] if c["body"] is not None], cfg)
     extract = tmp_path / "extract"
     assert ingest.main(["--input", str(dumps_dir), "--output", str(extract), "--buckets", "7"]) == 0
     inst = tmp_path / "inst"
-    assert conversations.main(["--input", str(extract), "--output", str(inst), "--profile", "dialogpt"]) == 0
+    assert instances.main(["--input", str(extract), "--output", str(inst), "--profile", "dialogpt"]) == 0
     assert instances_of(inst) == want
     assert cross and StageStats.read(str(inst / "stats.json")).extra["cross_bucket_candidates"] > 0
