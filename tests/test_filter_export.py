@@ -180,3 +180,21 @@ def test_flags_keep_their_old_spellings():
         False,
         False,
     )
+
+
+def test_inactive_blocklist_rules_are_warned_about(spark, instances_dir, tmp_path, capsys):
+    """The default profile's blocklist rules with no list drop nothing: a warning names them (and
+    stats.json records them); a list with entries, or --disable, silences it."""
+    stats = _run(instances_dir, tmp_path / "none")
+    err = capsys.readouterr().err
+    rules = ["blocklisted_word", "blocklisted_context", "blocklisted_subreddit"]
+    assert f"warning: filter: profile 'default': rule(s) {', '.join(rules)} inactive" in err
+    assert stats.extra["inactive_rules"] == rules
+    words, subs = tmp_path / "words.txt", tmp_path / "subs.txt"
+    words.write_text("# words\nbadword\n", encoding="utf-8")
+    subs.write_text("# comments only: no entries\n", encoding="utf-8")
+    stats = _run(instances_dir, tmp_path / "lists", "--bl-words", str(words), "--bl-subreddits", str(subs))
+    assert "rule(s) blocklisted_subreddit inactive" in capsys.readouterr().err
+    assert stats.extra["inactive_rules"] == ["blocklisted_subreddit"]
+    stats = _run(instances_dir, tmp_path / "off", "--disable", ",".join(rules))
+    assert "warning: filter" not in capsys.readouterr().err and stats.extra["inactive_rules"] == []

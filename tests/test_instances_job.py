@@ -238,3 +238,18 @@ def test_giant_thread_is_sharded_and_bounded(spark, tmp_path):
     assert table.num_rows == n - 1 and len(set(table["target_id"].to_pylist())) == n - 1
     depth = [len(t) for t in table["turn_ids"].to_pylist()]
     assert max(depth) == 5 and min(depth) == 2
+
+
+def test_dialogpt_profile_without_lists_says_what_is_inactive(spark, ingest_dir, tmp_path, capsys):
+    words = tmp_path / "words.txt"
+    words.write_text("# offensive words\nbadword\n")
+    stats = instances.run(args_for(ingest_dir, tmp_path / "none", profile="dialogpt"))
+    err = capsys.readouterr().err
+    assert "warning: instances: no --bl_words list" in err and "no --bl_subreddits list" in err
+    assert len(stats.extra["inactive_blocklists"]) == 2
+    stats = instances.run(args_for(ingest_dir, tmp_path / "words", profile="dialogpt", bl_words=str(words)))
+    assert stats.extra["inactive_blocklists"] == [
+        "no --bl_subreddits list (or it is empty): no subreddit is blocked"
+    ]
+    stats = instances.run(args_for(ingest_dir, tmp_path / "default"))
+    assert stats.extra["inactive_blocklists"] == []  # the default profile's list rules are the filter's

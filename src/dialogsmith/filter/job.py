@@ -133,7 +133,16 @@ def run(cfg: FilterConfig, input: pa.Table | None = None, spark=None) -> StageSt
     cfg.validate()
     in_cfg = _input_config(cfg.input) if input is None else {}
     profile = cfg.profile_of(in_cfg)
-    load_lists(FilterParams(**{**profile.params.options(), "disabled": ()}))  # fail early on a bad list
+    lists = load_lists(
+        FilterParams(**{**profile.params.options(), "disabled": ()})
+    )  # fail early on a bad list
+    inactive = inactive_blocklist_rules(profile, lists, in_cfg)
+    if inactive:
+        print(
+            f"warning: filter: profile {profile.name!r}: rule(s) {', '.join(inactive)} inactive: no "
+            "--bl-words/--bl-subreddits list (or it has no entries); pass one, or --disable them",
+            file=sys.stderr,
+        )
     inputs = [cfg.input] if input is None else []
     if input is None:
         require_instances(cfg.input)
@@ -166,6 +175,7 @@ def run(cfg: FilterConfig, input: pa.Table | None = None, spark=None) -> StageSt
         fsutil.remove(fsutil.join(out, "_input"))
         passes.seconds["driver_outputs"] = time.perf_counter() - t0
         stats.extra = _extra(cfg, profile, passes, splits, months, in_cfg, len(tasks), spark_start)
+        stats.extra["inactive_rules"] = inactive
         if n_refs is not None:
             stats.extra["refs_contexts"] = n_refs
         stats.check()
@@ -177,6 +187,22 @@ def run(cfg: FilterConfig, input: pa.Table | None = None, spark=None) -> StageSt
     if not cfg.quiet:
         print(format_funnel(funnel), file=sys.stderr)
     return stats
+
+
+def inactive_blocklist_rules(profile: Profile, lists: FilterParams, input_config: dict) -> list[str]:
+    """The profile's enabled blocklist rules that can drop nothing: no list, or a list without entries.
+    Not the dialogpt profile's word rule when the instances were built with DialoGPT's key files (they
+    carry the release's own filtering), nor the subreddit rule when the instances stage already skipped
+    the listed subreddits."""
+    enabled = set(profile.enabled())
+    inactive = []
+    word_rules = [r for r in ("blocklisted_word", "blocklisted_context") if r in enabled]
+    released_keys = profile.name == "dialogpt" and input_config.get("keys")
+    if word_rules and not (lists.words is not None and len(lists.words)) and not released_keys:
+        inactive += word_rules
+    if "blocklisted_subreddit" in enabled and not lists.subreddits and not input_config.get("bl_subreddits"):
+        inactive.append("blocklisted_subreddit")
+    return inactive
 
 
 def summary(stats: StageStats, cfg: FilterConfig) -> str:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 from dataclasses import asdict, dataclass
 
 from dialogsmith import fsutil, outputs, stage
@@ -46,6 +47,7 @@ from dialogsmith.instances.config import (
 )
 from dialogsmith.instances.default import BucketShard, build_task
 from dialogsmith.stage import Stage, StageConfig, StageError, option
+from dialogsmith.text.blocklist import released_lists_inactive
 
 NAME = "instances"
 
@@ -198,6 +200,11 @@ def run(cfg: InstancesConfig, spark=None, input: str | None = None) -> StageStat
     input_dir = input or cfg.input
     outputs.require_input(input_dir, "extract")
     outputs.check_target(cfg.output, NAME, [input_dir], cfg.force)
+    inactive = []
+    if build.profile == "dialogpt":
+        inactive = released_lists_inactive(build.bl_words, build.bl_subreddits, build.keys)
+        for line in inactive:
+            print(f"warning: instances: {line}", file=sys.stderr)
     timer = Timer()
     spark = stage.spark_for(cfg, NAME, spark)
     spark_start = timer.seconds
@@ -220,6 +227,7 @@ def run(cfg: InstancesConfig, spark=None, input: str | None = None) -> StageStat
             "extract_reasons": list(EXTRACT_REASONS),
             "target_reasons": list(TARGET_REASONS),
             "spark_start_seconds": spark_start,
+            "inactive_blocklists": inactive,
         }
     return stats
 

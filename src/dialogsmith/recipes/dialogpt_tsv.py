@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 from dialogsmith import fsutil, outputs, progress
 from dialogsmith.formats.stats import StageStats, Timer
 from dialogsmith.stage import ConfigParser, Stage, StageConfig, StageError, option, spark_for
-from dialogsmith.text.blocklist import parse_list, read_subreddit_list
+from dialogsmith.text.blocklist import released_lists_inactive
 
 NAME = "dialogpt-tsv"
 RELEASED_FLAGS = ("min_score", "min_depth", "max_depth", "use_title", "leaves_only", "max_len")
@@ -109,22 +109,6 @@ def build_config(cfg: DialogptTsvConfig):
     return build, profile
 
 
-def inactive_blocklists(cfg: DialogptTsvConfig) -> list[str]:
-    """The released extractor's blocklist rules that do nothing in this run, one line each. With
-    ``--keys`` there is nothing to say: the released key files carry DialoGPT's own filtering (its
-    published lists are empty files)."""
-    if cfg.keys:
-        return []
-    lines = []
-    if not cfg.bl_words or not parse_list(fsutil.read_bytes(cfg.bl_words).decode("utf-8")):
-        lines.append(
-            "no --bl_words list (or it is empty): offensive turns are neither weighted 0.0 nor dropped"
-        )
-    if not cfg.bl_subreddits or not read_subreddit_list(cfg.bl_subreddits):
-        lines.append("no --bl_subreddits list (or it is empty): no subreddit is blocked")
-    return lines
-
-
 def n_buckets_for(total_decoded: int, parallelism: int, requested: int | None) -> int:
     """~512 MiB of decoded dumps per bucket, at least 4 per core and a multiple of the cores: the
     passes over buckets end together when every core has several tasks of similar size."""
@@ -150,7 +134,7 @@ def run(cfg: DialogptTsvConfig, spark=None) -> StageStats:
     outputs.check_target(cfg.output, NAME, inputs, cfg.force)  # before Spark starts: fail fast
     build, profile = build_config(cfg)
     build.validate()
-    inactive = inactive_blocklists(cfg)
+    inactive = released_lists_inactive(cfg.bl_words, cfg.bl_subreddits, cfg.keys)
     for line in inactive:
         print(f"warning: dialogpt-tsv: {line}", file=sys.stderr)
     scan = extract.scan_inputs(cfg.input)

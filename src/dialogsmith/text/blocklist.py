@@ -112,3 +112,20 @@ def parse_subreddit_list(text: str) -> frozenset[str]:
 def read_subreddit_list(path: str) -> frozenset[str]:
     """A subreddit list file (blocklist or allow-list): see ``parse_subreddit_list``."""
     return parse_subreddit_list(fsutil.read_bytes(path).decode("utf-8"))
+
+
+def released_lists_inactive(bl_words: str | None, bl_subreddits: str | None, keys: str | None) -> list[str]:
+    """What the released extractor's list rules (``--bl_words``: turn weights 0.0 and dropped targets;
+    ``--bl_subreddits``: skipped subreddits) will not do in a run, one line each: no list, or a list
+    without entries. Nothing with DialoGPT's key files (``keys``): they carry the release's own
+    filtering (its published lists are empty files)."""
+    if keys:
+        return []
+    lines = []
+    if not bl_words or not parse_list(fsutil.read_bytes(bl_words).decode("utf-8")):
+        lines.append(
+            "no --bl_words list (or it is empty): offensive turns are neither weighted 0.0 nor dropped"
+        )
+    if not bl_subreddits or not read_subreddit_list(bl_subreddits):
+        lines.append("no --bl_subreddits list (or it is empty): no subreddit is blocked")
+    return lines
