@@ -142,8 +142,8 @@ def bench_input(size: str, dumps: Path, work: Path, cores: int, runs: int) -> li
     e, i, f = work / f"extract-{size}", work / f"inst-{size}", work / f"filter-{size}"
     for k in range(runs):
         steps = [
-            ([PY, "extract/ingest.py", "--input", str(dumps), "--output", str(e)], e),
-            ([PY, "extract/conversations.py", "--input", str(e), "--output", str(i)], i),
+            ([PY, "extract/extract.py", "--input", str(dumps), "--output", str(e)], e),
+            ([PY, "extract/instances.py", "--input", str(e), "--output", str(i)], i),
             ([PY, "filter/filter.py", "--input", str(i), "--output", str(f), "--quiet"], f),
         ]
         results = [run(cmd, o) for cmd, o in steps]
@@ -158,7 +158,7 @@ def bench_input(size: str, dumps: Path, work: Path, cores: int, runs: int) -> li
         r = run(
             [PY, "-m", "dialogsmith", "pipeline", "--input", str(dumps), "--output", str(p), "--quiet"], p
         )
-        starts = [spark_start(p / s / "stats.json") for s in ("extract",)]
+        starts = [json.loads((p / "_pipeline.json").read_text()).get("spark_start_seconds")]  # of run k
         rows.append(row(size, "pipeline (one session)", k, lines, cores, r["wall_s"], starts, [peaks(r)], base,
                         r["tree_peak_rss_mb"]))  # fmt: skip
     return rows
