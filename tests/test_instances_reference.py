@@ -11,7 +11,7 @@ import pyarrow as pa
 import pytest
 from instances_reference import reference_default
 
-from dialogsmith.formats.schemas import COMMENTS, SUBMISSIONS
+from dialogsmith.formats.schemas import COMMENTS_SCHEMA, SUBMISSIONS_SCHEMA
 from dialogsmith.formats.stats import StageStats
 from dialogsmith.instances.config import BuildConfig
 from dialogsmith.instances.default import default_instances
@@ -92,7 +92,7 @@ def test_vectorized_default_profile_equals_the_reference_walk(seed):
     want, want_drops = reference_default(cfg, comments, submissions, bl_subs)
     stats, extra = StageStats(stage="instances"), {"candidates": 0}
     table = default_instances(
-        cfg, pa.Table.from_pylist(comments, schema=COMMENTS), pa.Table.from_pylist(submissions, schema=SUBMISSIONS),
+        cfg, pa.Table.from_pylist(comments, schema=COMMENTS_SCHEMA), pa.Table.from_pylist(submissions, schema=SUBMISSIONS_SCHEMA),
         bl_subs, stats, extra,
     )  # fmt: skip
     got = {}

@@ -2,8 +2,8 @@
 
 Output (the contract other stages rely on)::
 
-    OUT/comments/bucket=<k>/part-*.parquet      schemas.COMMENTS, k = schemas.link_bucket(link_id, n)
-    OUT/submissions/bucket=<k>/part-*.parquet   schemas.SUBMISSIONS (a thread and its submission share k)
+    OUT/comments/bucket=<k>/part-*.parquet      schemas.COMMENTS_SCHEMA, k = schemas.link_bucket(link_id, n)
+    OUT/submissions/bucket=<k>/part-*.parquet   schemas.SUBMISSIONS_SCHEMA (a thread and its submission share k)
     OUT/quarantine/part-*.parquet               schemas.QUARANTINE
     OUT/stats.json                              StageStats(stage="extract"), counts add up exactly
     OUT/_SUCCESS

@@ -1,5 +1,5 @@
 """What a dump line means: the kinds' fields, the quarantine reasons, the type coercions, and the parsers
-that turn a block of lines into rows of ``schemas.COMMENTS`` / ``SUBMISSIONS``.
+that turn a block of lines into rows of ``schemas.COMMENTS_SCHEMA`` / ``SUBMISSIONS_SCHEMA``.
 
 ``parse_line`` defines the semantics, one line at a time (orjson). ``BlockParser`` hands a whole block to
 the C line parser (``fastjson``), which takes the ordinary lines straight into Arrow columns and
@@ -96,7 +96,7 @@ SUBMISSION_FIELDS = [
 ]
 FIELDS = {COMMENTS: COMMENT_FIELDS, SUBMISSIONS: SUBMISSION_FIELDS}
 REQUIRED = {COMMENTS: ("id", "link_id", "parent_id", "body"), SUBMISSIONS: ("id", "title")}
-OUTPUT_SCHEMA = {COMMENTS: schemas.COMMENTS, SUBMISSIONS: schemas.SUBMISSIONS}
+OUTPUT_SCHEMA = {COMMENTS: schemas.COMMENTS_SCHEMA, SUBMISSIONS: schemas.SUBMISSIONS_SCHEMA}
 
 
 # --- one line: the semantics ---------------------------------------------------------------------

@@ -7,9 +7,10 @@ from dataclasses import dataclass
 
 from dialogsmith import fsutil
 from dialogsmith.filter.profiles import ORDERS, FilterParams, Profile, RuleOptions, make_profile, rule_names
+from dialogsmith.formats.schemas import SPLITS
 from dialogsmith.stage import StageConfig, StageError, option
 
-SPLITS = ("train", "valid", "test")  # the split directories (datasets reads valid/ as "validation")
+__all__ = ["SPLITS", "FilterConfig"]
 
 
 @dataclass

@@ -20,7 +20,7 @@ from dialogsmith.formats.parquet import TableFormat
 # --- extract (ingest) -------------------------------------------------------------------------
 
 COMMENTS_VERSION = 1
-COMMENTS = pa.schema(
+COMMENTS_SCHEMA = pa.schema(
     [
         ("id", pa.string()),  # base36, no prefix
         ("link_id", pa.string()),  # "t3_<id>"
@@ -43,7 +43,7 @@ COMMENTS = pa.schema(
 )
 
 SUBMISSIONS_VERSION = 1
-SUBMISSIONS = pa.schema(
+SUBMISSIONS_SCHEMA = pa.schema(
     [
         ("id", pa.string()),  # base36, no prefix
         ("link_id", pa.string()),  # "t3_<id>", derived, for bucketing and joins
@@ -105,6 +105,7 @@ INSTANCES = pa.schema(
 # --- filter -------------------------------------------------------------------------------------
 
 FILTERED_VERSION = 1
+SPLITS = ("train", "valid", "test")  # the filter output's split directories (datasets: valid/ = "validation")
 FILTERED = INSTANCES.append(pa.field("split", pa.string()))  # "train" | "valid" | "test"
 DROPPED_VERSION = 1
 DROPPED = INSTANCES.append(pa.field("reason", pa.string()))
@@ -115,11 +116,11 @@ DROPPED = INSTANCES.append(pa.field("reason", pa.string()))
 # Values that repeat (threads, authors, subreddits, months, file names, reasons): dictionary-encoded.
 _EXTRACT_DICTIONARY = ("link_id", "author", "subreddit", "subreddit_id", "distinguished", "domain", "month")
 _EXTRACT_DICTIONARY += ("source", "reason")
-COMMENTS_TABLE = TableFormat("comments", COMMENTS_VERSION, COMMENTS, "snappy", _EXTRACT_DICTIONARY)
+COMMENTS_TABLE = TableFormat("comments", COMMENTS_VERSION, COMMENTS_SCHEMA, "snappy", _EXTRACT_DICTIONARY)
 SUBMISSIONS_TABLE = TableFormat(  # link_id is unique per submission
     "submissions",
     SUBMISSIONS_VERSION,
-    SUBMISSIONS,
+    SUBMISSIONS_SCHEMA,
     "snappy",
     tuple(c for c in _EXTRACT_DICTIONARY if c != "link_id"),
 )

@@ -17,7 +17,7 @@ import pyarrow.ipc as ipc
 from dialogsmith import fsutil
 from dialogsmith.extract.job import later_duplicates
 from dialogsmith.formats import parquet
-from dialogsmith.formats.schemas import COMMENTS, SUBMISSIONS, TABLES
+from dialogsmith.formats.schemas import COMMENTS_SCHEMA, SUBMISSIONS_SCHEMA, TABLES
 from dialogsmith.formats.stats import StageStats
 from dialogsmith.instances.config import EXTRACT_REASONS, BuildConfig, count
 from dialogsmith.instances.text import contiguous, whitespace_token_counts
@@ -179,9 +179,9 @@ def pass1(task: dict, cfg: BuildConfig) -> Pass1:
     subs_all = load_rows(task["submissions"], [*SUBMISSION_COLUMNS, "link_id", *DERIVED])
     rc_all = load_rows(task["comments"], [*COMMENT_COLUMNS, *DERIVED])
     if rc_all is None:
-        rc_all = _empty(COMMENTS, [*COMMENT_COLUMNS, *DERIVED])
+        rc_all = _empty(COMMENTS_SCHEMA, [*COMMENT_COLUMNS, *DERIVED])
     if subs_all is None:
-        subs_all = _empty(SUBMISSIONS, [*SUBMISSION_COLUMNS, "link_id", *DERIVED])
+        subs_all = _empty(SUBMISSIONS_SCHEMA, [*SUBMISSION_COLUMNS, "link_id", *DERIVED])
     merged = Counter()
     sub_first = ~later_duplicates(subs_all["id"], subs_all["source"], subs_all["line"].to_numpy())
     merged["submissions"] = int((~sub_first).sum())

@@ -64,12 +64,3 @@ def load_month_keys(keys_dir: str, month: str, link_ids: set[str] | None = None)
     # The released loader skips lines ending in "\tdep" in its conv pass; digests never do.
     keys.discard_hashes = {line for line in _lines(opath) if line and not line.endswith("\tdep")}
     return keys
-
-
-def available_months(keys_dir: str) -> list[str]:
-    out = []
-    for path in fsutil.list_files(keys_dir, ".gz"):
-        name = path.rsplit("/", 1)[-1][: -len(".gz")]
-        if not name.endswith("-o"):
-            out.append(name)
-    return sorted(out)

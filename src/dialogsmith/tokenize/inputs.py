@@ -18,14 +18,14 @@ import pyarrow.parquet as pq
 
 from dialogsmith import fsutil
 from dialogsmith.formats import schemas
+from dialogsmith.formats.schemas import SPLITS
 from dialogsmith.tokenize.encode import quarantine_mask
 
-SPLIT_ORDER = ("train", "valid", "test")
 PARQUET, TSV = "parquet", "tsv"
 
 
 @dataclass
-class Batch:
+class TextBatch:
     """Usable rows of a unit (turns list<string>, weights list<float>), and what was read to get them."""
 
     turns: pa.Array
@@ -47,7 +47,7 @@ def files_by_split(root: str, suffix: str, top_level: str | None = None) -> dict
             split = parts[0].removeprefix("split=")
         elif top_level is not None:
             stem = parts[0][: -len(suffix)]
-            split = stem if stem in SPLIT_ORDER else top_level
+            split = stem if stem in SPLITS else top_level
         else:
             continue  # a Parquet file at the top level is not a split's file
         by_split.setdefault(split, []).append(f)
@@ -57,7 +57,7 @@ def files_by_split(root: str, suffix: str, top_level: str | None = None) -> dict
 def has_split_files(root: str, suffix: str, splits: list[str] | None, top_level: str | None = None) -> bool:
     """Whether ``root`` holds files of the splits asked for (default: train, valid or test)."""
     found = files_by_split(root, suffix, top_level)
-    return any(s in found for s in splits or SPLIT_ORDER)
+    return any(s in found for s in splits or SPLITS)
 
 
 def select_splits(
@@ -73,8 +73,8 @@ def select_splits(
             )
         by_split = {s: by_split[s] for s in splits}
     else:
-        by_split = {s: f for s, f in by_split.items() if s in SPLIT_ORDER}
-    rank = {s: i for i, s in enumerate(SPLIT_ORDER)}
+        by_split = {s: f for s, f in by_split.items() if s in SPLITS}
+    rank = {s: i for i, s in enumerate(SPLITS)}
     return dict(sorted(by_split.items(), key=lambda kv: (rank.get(kv[0], len(rank)), kv[0])))
 
 
@@ -116,7 +116,7 @@ class ParquetUnit:
     row_groups: tuple[int, ...]
     rows: int
 
-    def batches(self, batch_rows: int) -> Iterator[Batch]:
+    def batches(self, batch_rows: int) -> Iterator[TextBatch]:
         fs, local = fsutil.resolve(self.path)
         with fs.open_input_file(local) as f:
             pf = pq.ParquetFile(f)
@@ -127,7 +127,7 @@ class ParquetUnit:
                 ok, quarantined = quarantine_mask(turns, weights)
                 if not ok.all():
                     turns, weights = turns.filter(pa.array(ok)), weights.filter(pa.array(ok))
-                yield Batch(turns, weights, len(batch), quarantined)
+                yield TextBatch(turns, weights, len(batch), quarantined)
 
 
 def plan_parquet(by_split: dict[str, list[str]], rows_per_unit: int) -> tuple[list[ParquetUnit], dict]:

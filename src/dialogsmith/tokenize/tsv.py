@@ -24,7 +24,8 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from dialogsmith import fsutil
-from dialogsmith.tokenize.inputs import SPLIT_ORDER, Batch, files_by_split, select_splits
+from dialogsmith.formats.schemas import SPLITS
+from dialogsmith.tokenize.inputs import TextBatch, files_by_split, select_splits
 
 SEPARATOR = " EOS "
 WEIGHTS = {"0.0": 0.0, "1.0": 1.0}
@@ -101,7 +102,7 @@ class TsvUnit:
     start: int
     end: int
 
-    def batches(self, batch_rows: int) -> Iterator[Batch]:
+    def batches(self, batch_rows: int) -> Iterator[TextBatch]:
         fs, local = fsutil.resolve(self.path)
         with fs.open_input_file(local) as f:
             f.seek(self.start)
@@ -110,7 +111,7 @@ class TsvUnit:
         for a in range(0, len(lines), batch_rows):
             chunk = lines[a : a + batch_rows]
             turns, weights, quarantined = parse_lines(chunk)
-            yield Batch(turns, weights, len(chunk), quarantined)
+            yield TextBatch(turns, weights, len(chunk), quarantined)
 
 
 def discover_tsv(input_path: str, splits: list[str] | None = None) -> dict[str, list[str]]:
@@ -119,7 +120,7 @@ def discover_tsv(input_path: str, splits: list[str] | None = None) -> dict[str, 
     fs, local = fsutil.resolve(input_path)
     if fs.get_file_info(local).is_file:
         stem = os.path.basename(local).removesuffix(".tsv")
-        found = {stem if stem in SPLIT_ORDER else "train": [input_path]}
+        found = {stem if stem in SPLITS else "train": [input_path]}
     else:
         found = files_by_split(input_path, ".tsv", top_level="train")
     by_split = select_splits(found, splits, input_path, "TSV")
