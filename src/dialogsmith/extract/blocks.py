@@ -164,13 +164,19 @@ class DumpReader:
 
     def __iter__(self) -> Iterator[Block]:
         # with prefetch, decoding and cutting blocks (one copy of the bytes, the newline scan) both run in
-        # the decoder's thread: the caller's thread only parses
-        chunks = Prefetched(decoded_chunks(self.uri)) if self.prefetch else decoded_chunks(self.uri)
-        blocks = self._blocks(chunks)
+        # the decoder's thread: the caller's thread only parses and stages (its work is the task's
+        # critical path: on a 5.1M-line file, 5.1 s of it against 3.2 s in the decoder's thread)
+        blocks = Prefetched(self._decoded_blocks()) if self.prefetch else self._decoded_blocks()
         try:
             yield from blocks
         finally:
             blocks.close()
+
+    def _decoded_blocks(self) -> Iterator[Block]:
+        chunks = decoded_chunks(self.uri)
+        try:
+            yield from self._blocks(chunks)
+        finally:
             chunks.close()
 
     def _blocks(self, chunks) -> Iterator[Block]:
