@@ -199,8 +199,7 @@ class DumpReader:
                     if block is not None:
                         yield block
                     if stop is not None and offset >= stop:
-                        chunks.close()  # the rest belongs to later ranges: stop decoding
-                        return
+                        return  # the rest belongs to later ranges: _decoded_blocks stops decoding
         except DecodeFailure as e:
             self.error = (e.reason, str(e))
             # complete lines before the break are good data; the partial line is the broken one
